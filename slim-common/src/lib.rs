@@ -1,0 +1,191 @@
+//! Types shared by the eBPF programs (`slim-ebpf`) and user space (`slim-daemon`).
+//!
+//! Everything here is `#[repr(C)]` plain data: the kernel side writes it into maps and the
+//! ring buffer, user space reads the same bytes back.
+#![no_std]
+
+/// Bytes kept of the path a program passed to a syscall, NUL included.
+pub const PATH_CAP: usize = 1024;
+/// Bytes of the buffer a kernel-side directory walk writes into.
+pub const DIR_CAP: usize = 1024;
+/// The longest name of one path component, NUL included (`NAME_MAX` + 1).
+pub const NAME_CAP: usize = 256;
+/// The walk buffer is larger than `DIR_CAP` by one component so that the verifier can prove
+/// every write in bounds with a mask alone.
+pub const DIR_BUF: usize = DIR_CAP + NAME_CAP;
+/// Components a kernel-side directory walk visits at most.
+pub const MAX_DEPTH: u32 = 48;
+/// Syscall numbers covered by the syscall spec table.
+pub const MAX_SYSCALL_NR: u32 = 512;
+/// Levels of the cgroup v2 tree at which a watched ancestor may sit (bit `n` = level `n`).
+pub const MAX_CGROUP_LEVEL: u32 = 16;
+
+/// Indices of the `CONFIG` array (of `u64`).
+pub mod config {
+    /// Bitmask of the cgroup levels at which watched ancestors sit.
+    pub const LEVELS: u32 = 0;
+    /// Set once an event had to wait for its syscall's exit: `sys_exit` has work to do.
+    pub const PENDING: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
+/// `dirfd` value meaning "relative to the current working directory".
+pub const AT_FDCWD: i32 = -100;
+
+/// How a syscall used the path it names.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    /// open, openat, openat2, creat.
+    Open = 1,
+    /// execve, execveat: the path the program asked to run.
+    Exec = 2,
+    /// stat family, access family, statfs, getxattr family: metadata only.
+    Stat = 3,
+    /// readlink, readlinkat.
+    Readlink = 4,
+    /// chdir, fchdir.
+    Chdir = 5,
+    /// mkdir, rename, unlink, rmdir, chmod, chown, truncate, utimes, link, mknod, setxattr:
+    /// the path is changed, so it only matters when it already existed in the image.
+    Modify = 6,
+    /// `sched_process_exec`: the file the kernel really ran (`dir` holds its absolute path).
+    ExecFile = 7,
+    /// `sched_process_exec`: the `#!` interpreter the kernel opened (`path` as written).
+    Interp = 8,
+}
+
+impl Op {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Open,
+            2 => Self::Exec,
+            3 => Self::Stat,
+            4 => Self::Readlink,
+            5 => Self::Chdir,
+            6 => Self::Modify,
+            7 => Self::ExecFile,
+            8 => Self::Interp,
+            _ => return None,
+        })
+    }
+}
+
+/// How the flags argument of a syscall is encoded.
+pub mod flags_kind {
+    /// No flags argument.
+    pub const NONE: u8 = 0;
+    /// `O_*` flags of open.
+    pub const OPEN: u8 = 1;
+    /// `AT_*` flags (`AT_SYMLINK_NOFOLLOW`, `AT_EMPTY_PATH`, ...).
+    pub const AT: u8 = 2;
+    /// A pointer to `struct open_how`, whose first member holds the `O_*` flags.
+    pub const OPEN_HOW: u8 = 3;
+}
+
+/// Bits of [`PathEvent::status`].
+pub mod status {
+    /// The path was longer than [`super::PATH_CAP`].
+    pub const PATH_TRUNCATED: u8 = 1 << 0;
+    /// The directory walk did not reach the root within the buffer or the depth limit.
+    pub const DIR_TRUNCATED: u8 = 1 << 1;
+    /// The user memory holding the path could not be read, even on the exit side.
+    pub const PATH_UNREADABLE: u8 = 1 << 2;
+    /// The path was read on the syscall's exit side (its page was not yet resident on entry).
+    pub const FROM_EXIT: u8 = 1 << 3;
+    /// `dir` holds a walked directory (or, with an empty `path`, the file itself).
+    pub const HAS_DIR: u8 = 1 << 4;
+    /// The final component must not be followed if it is a symlink.
+    pub const NOFOLLOW: u8 = 1 << 5;
+}
+
+/// Which arguments of a syscall hold its path, dirfd and flags, indexed by syscall number.
+/// Argument positions are 1-based (0 = none) in the syscall ABI's order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallSpec {
+    /// [`Op`] as `u8`; 0 = not traced.
+    pub op: u8,
+    /// One of [`flags_kind`].
+    pub flags_kind: u8,
+    /// The path argument; 0 = the syscall names no path (only a file descriptor).
+    pub path_arg: u8,
+    /// The directory fd argument (or the only fd); 0 = implicit `AT_FDCWD`.
+    pub dirfd_arg: u8,
+    /// The flags argument; meaningful when `flags_kind != NONE`.
+    pub flags_arg: u8,
+    /// [`status::NOFOLLOW`] when the syscall never follows a final symlink (lstat, readlink).
+    pub fixed_status: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Syscall arguments a spec can name.
+pub const MAX_ARGS: u8 = 6;
+
+/// One path a watched process named, sent to user space through the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PathEvent {
+    /// The cgroup of the process.
+    pub cgroup_id: u64,
+    /// The watched cgroup that matched: the process's own, or one of its ancestors.
+    pub watch_id: u64,
+    /// `bpf_ktime_get_ns` at the event.
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    /// The raw flags argument (`O_*` or `AT_*`, see [`SyscallSpec::flags_kind`]).
+    pub flags: u32,
+    /// Bytes of `path` including the NUL, 0 when the syscall names no path.
+    pub path_len: u16,
+    /// Bytes used in `dir`.
+    pub dir_len: u16,
+    /// Components in `dir`.
+    pub dir_depth: u16,
+    pub op: u8,
+    /// Bits of [`status`].
+    pub status: u8,
+    pub syscall_nr: u32,
+    pub comm: [u8; 16],
+    /// The path exactly as the program passed it.
+    pub path: [u8; PATH_CAP],
+    /// The directory a relative `path` is relative to, as NUL-separated components leaf
+    /// first, walked in the kernel up to the process's root (the container root).
+    pub dir: [u8; DIR_BUF],
+}
+
+/// Index of the counters in the per-CPU `STATS` array.
+pub mod stat {
+    /// Events that could not be reserved in the ring buffer: lost.
+    pub const LOST: u32 = 0;
+    /// Events sent.
+    pub const SENT: u32 = 1;
+    /// Events dropped in the kernel as repeats of a recently sent one.
+    pub const DEDUPED: u32 = 2;
+    /// Paths that could only be read on the syscall's exit side.
+    pub const RETRIED: u32 = 3;
+    /// Pending exit-side retries that found no slot (map full): lost.
+    pub const RETRY_LOST: u32 = 4;
+    pub const COUNT: u32 = 5;
+}
+
+/// Key of the kernel-side de-duplication LRU map.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SeenKey {
+    pub cgroup_id: u64,
+    /// Identity of the base directory of a relative path (0 for absolute paths).
+    pub dir_dentry: u64,
+    pub dir_ino: u64,
+    /// Hash of the path, the op and the flag bits that change its meaning.
+    pub hash: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)] structs of integers and byte arrays, valid for
+    // every bit pattern.
+    unsafe impl aya::Pod for super::SyscallSpec {}
+    unsafe impl aya::Pod for super::PathEvent {}
+    unsafe impl aya::Pod for super::SeenKey {}
+}

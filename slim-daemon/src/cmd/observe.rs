@@ -1,0 +1,99 @@
+//! `slimd observe`: watch a running container and write its access report.
+use anyhow::Context;
+
+use super::{Stop, deadline, interrupted};
+use crate::{
+    cli::ObserveArgs,
+    image::{ImageFiles, engine},
+    report::{ContainerRef, ImageRef},
+    runtime::{Docker, cgroup},
+    sensor::EbpfSensor,
+    session::{self, Observation},
+    ui::{self, Ui},
+};
+
+pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
+    let docker = Docker::connect().await?;
+    let container = docker.running_container(&args.container).await?;
+    let pid = container.pid.expect("a running container has a pid");
+    let image = docker.image(&container.image_id).await?;
+    let sensor = EbpfSensor::load()?;
+    let root = cgroup::unified_root()?;
+    let cgroup = cgroup::Cgroup::of_process(&root, pid)?;
+    let mut observation = Observation::start(sensor, cgroup, false)?;
+    observation.learn_mounts_from(pid);
+    ui.info(format!(
+        "observing container {} ({}); stop with Ctrl-C{}",
+        container.name,
+        &container.id[..12.min(container.id.len())],
+        args.duration
+            .map(|d| format!(" or after {d} s"))
+            .unwrap_or_default()
+    ));
+    let stop = observation
+        .record_until(async {
+            tokio::select! {
+                code = docker.wait(&container.id) => code.map(Stop::Exited),
+                _ = deadline(args.duration) => Ok(Stop::Duration),
+                _ = interrupted() => Ok(Stop::Interrupted),
+            }
+        })
+        .await??;
+    let recording = observation.finish()?;
+    if let Stop::Exited(code) = stop {
+        ui.info(format!("container exited with code {code}"));
+    }
+
+    let layer_dirs = recording
+        .mounts
+        .as_ref()
+        .and_then(|m| session::image_layer_dirs(m, image.layer_count));
+    let from_engine;
+    let in_place;
+    let files: &ImageFiles = match layer_dirs.map(|d| ImageFiles::from_layer_dirs(&d)) {
+        Some(Ok(files)) => {
+            in_place = files;
+            &in_place
+        }
+        other => {
+            if let Some(Err(e)) = other {
+                tracing::debug!("reading the image from the engine: {e}");
+            }
+            from_engine = engine::open(&docker, &image.id, engine::Via::Auto)
+                .await
+                .context("reading the container's image")?;
+            &from_engine.files
+        }
+    };
+    let mounts = session::mount_points(&recording, &container.mount_destinations);
+    let (report, stats) = session::make_report(
+        &recording,
+        files,
+        &mounts,
+        ImageRef {
+            reference: container.image_ref.clone(),
+            id: image.id.clone(),
+        },
+        ContainerRef {
+            id: container.id.clone(),
+            name: container.name.clone(),
+        },
+    );
+    report.write(&args.output)?;
+    tracing::debug!(?stats, "resolution");
+    if !report.complete {
+        ui.warn(format!(
+            "the report is incomplete: {} events lost, {} paths unreadable, {} paths too long",
+            report.events.lost, report.events.unreadable, report.events.truncated
+        ));
+    }
+    ui.result(format!(
+        "Recorded {} paths of {} used by container {} ({} events) -> {}",
+        ui::count(report.paths.len()),
+        container.image_ref,
+        container.name,
+        ui::count(report.events.received as usize),
+        args.output.display()
+    ));
+    Ok(())
+}

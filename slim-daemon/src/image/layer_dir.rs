@@ -1,0 +1,176 @@
+//! Reading one overlay layer directory (an overlay2 `diff` dir or a containerd snapshot) into
+//! layer entries whose data stays in the directory.
+//!
+//! Every lookup is relative to a directory file descriptor with `O_NOFOLLOW`, so a symlink in
+//! the layer is read as a link and never followed on the host.
+use std::{
+    collections::HashMap,
+    ffi::{CStr, OsStr},
+    os::{fd::OwnedFd, unix::ffi::OsStrExt},
+    path::{Path, PathBuf},
+};
+
+use rustix::{
+    fs::{self as rfs, AtFlags, FileType, Mode, OFlags},
+    io::Errno,
+};
+
+use super::{
+    ImageError,
+    tar_layer::CAPABILITY_XATTR,
+    tree::{Data, Kind, LayerEntry, Node},
+};
+
+const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+
+/// Lists the entries of the layer directory `root`; `layer` is the index the tree's data
+/// references use for it.
+pub fn read_layer(root: &Path, layer: u32) -> Result<Vec<LayerEntry>, ImageError> {
+    let fd = open_dir_at(rfs::CWD, root)
+        .map_err(|e| ImageError::Layer(root.to_path_buf(), e.to_string()))?;
+    let mut scan = Scan {
+        layer,
+        out: Vec::new(),
+        hardlinks: HashMap::new(),
+    };
+    scan.dir(&fd, Path::new("/")).map_err(|(p, e)| {
+        ImageError::Layer(root.join(p.strip_prefix("/").unwrap_or(&p)), e.to_string())
+    })?;
+    Ok(scan.out)
+}
+
+struct Scan {
+    layer: u32,
+    out: Vec<LayerEntry>,
+    /// (dev, ino) of files with several links → the first path seen.
+    hardlinks: HashMap<(u64, u64), PathBuf>,
+}
+
+fn open_dir_at<Fd: rustix::fd::AsFd>(
+    dir: Fd,
+    name: impl rustix::path::Arg,
+) -> Result<OwnedFd, Errno> {
+    rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+impl Scan {
+    fn dir(&mut self, fd: &OwnedFd, at: &Path) -> Result<(), (PathBuf, Errno)> {
+        let fail = |e| (at.to_path_buf(), e);
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for entry in rfs::Dir::read_from(fd).map_err(fail)? {
+            let entry = entry.map_err(fail)?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        names.sort();
+        for name in names {
+            let path = at.join(OsStr::from_bytes(&name));
+            let fail = |e| (path.clone(), e);
+            let cname = std::ffi::CString::new(name).expect("directory entries hold no NUL");
+            let st = rfs::statat(fd, cname.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(fail)?;
+            let file_type = FileType::from_raw_mode(st.st_mode);
+            let rdev = st.st_rdev;
+            if file_type == FileType::CharacterDevice && rdev == 0 {
+                self.out.push(LayerEntry::Whiteout(path));
+                continue;
+            }
+            let mut node = Node {
+                kind: Kind::File,
+                mode: st.st_mode & 0o7777,
+                uid: u64::from(st.st_uid),
+                gid: u64::from(st.st_gid),
+                mtime: st.st_mtime,
+                size: 0,
+                xattrs: Vec::new(),
+                data: Data::None,
+            };
+            match file_type {
+                FileType::Directory => {
+                    node.kind = Kind::Dir;
+                    let child = open_dir_at(fd, cname.as_c_str()).map_err(fail)?;
+                    let opaque = OPAQUE_XATTRS
+                        .iter()
+                        .any(|x| fd_xattr(&child, x).as_deref() == Some(b"y"));
+                    self.out.push(LayerEntry::Add(path.clone(), node));
+                    if opaque {
+                        self.out.push(LayerEntry::Opaque(path.clone()));
+                    }
+                    self.dir(&child, &path)?;
+                    continue;
+                }
+                FileType::Symlink => {
+                    let target = rfs::readlinkat(fd, cname.as_c_str(), Vec::new()).map_err(fail)?;
+                    node.kind = Kind::Symlink(PathBuf::from(OsStr::from_bytes(target.as_bytes())));
+                }
+                FileType::RegularFile => {
+                    let key = (st.st_dev, st.st_ino);
+                    if st.st_nlink > 1
+                        && let Some(first) = self.hardlinks.get(&key)
+                    {
+                        node.kind = Kind::Hardlink(first.clone());
+                    } else {
+                        if st.st_nlink > 1 {
+                            self.hardlinks.insert(key, path.clone());
+                        }
+                        node.size = st.st_size as u64;
+                        node.data = Data::LayerFile {
+                            layer: self.layer,
+                            rel: path.strip_prefix("/").expect("absolute").to_path_buf(),
+                        };
+                    }
+                    if let Some(cap) = Self::file_xattr(fd, &cname, CAPABILITY_XATTR) {
+                        node.xattrs.push((CAPABILITY_XATTR.to_owned(), cap));
+                    }
+                }
+                FileType::CharacterDevice | FileType::BlockDevice => {
+                    let (major, minor) = (rfs::major(rdev), rfs::minor(rdev));
+                    node.kind = if file_type == FileType::CharacterDevice {
+                        Kind::CharDevice { major, minor }
+                    } else {
+                        Kind::BlockDevice { major, minor }
+                    };
+                }
+                FileType::Fifo => node.kind = Kind::Fifo,
+                // Sockets and unknown types have no place in an image.
+                _ => continue,
+            }
+            self.out.push(LayerEntry::Add(path, node));
+        }
+        Ok(())
+    }
+
+    /// An xattr of a non-directory, read through the directory's fd so no path is re-walked.
+    fn file_xattr(dir: &OwnedFd, name: &CStr, xattr: &str) -> Option<Vec<u8>> {
+        use rustix::fd::AsRawFd;
+        let via_fd = format!("/proc/self/fd/{}/", dir.as_raw_fd());
+        let mut path = via_fd.into_bytes();
+        path.extend_from_slice(name.to_bytes());
+        let path = PathBuf::from(OsStr::from_bytes(&path));
+        read_xattr(|buf| rfs::lgetxattr(&path, xattr, buf))
+    }
+}
+
+fn fd_xattr(fd: &OwnedFd, name: &str) -> Option<Vec<u8>> {
+    read_xattr(|buf| rfs::fgetxattr(fd, name, buf))
+}
+
+fn read_xattr(get: impl Fn(&mut [u8]) -> Result<usize, Errno>) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match get(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Some(buf);
+            }
+            Err(Errno::RANGE) if buf.len() < 1 << 16 => buf.resize(buf.len() * 4, 0),
+            Err(_) => return None,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! cgroup v2: how the sensor tells a container's processes from everyone else's.
+//!
+//! A cgroup's id is the inode number of its directory in the cgroup2 file system, which is
+//! what `bpf_get_current_cgroup_id()` returns in the kernel. Hybrid v1/v2 hosts work too: runc
+//! also puts every container into the unified hierarchy.
+use std::{
+    fs, io,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use crate::resolve::mountinfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup v2 hierarchy is mounted; slimd needs cgroup v2 (unified or hybrid mode)")]
+    NoUnified,
+    #[error("cannot find the cgroup of process {0}: {1}")]
+    OfProcess(u32, String),
+    #[error("cannot use cgroup {0}: {1}")]
+    Dir(PathBuf, #[source] io::Error),
+}
+
+/// A cgroup in the unified hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cgroup {
+    pub dir: PathBuf,
+    /// The cgroup id the kernel reports.
+    pub id: u64,
+    /// Depth below the hierarchy's root (the root is level 0).
+    pub level: u32,
+}
+
+/// Where the cgroup2 file system is mounted (in slimd's own mount namespace).
+pub fn unified_root() -> Result<PathBuf, CgroupError> {
+    let mounts = mountinfo::read_self().map_err(|_| CgroupError::NoUnified)?;
+    mounts
+        .into_iter()
+        .find(|m| m.fs_type == "cgroup2")
+        .map(|m| m.mount_point)
+        .ok_or(CgroupError::NoUnified)
+}
+
+impl Cgroup {
+    /// The cgroup at `rel` (a path inside the hierarchy, as in `/proc/<pid>/cgroup`).
+    pub fn at(root: &Path, rel: &Path) -> Result<Self, CgroupError> {
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        let dir = root.join(rel);
+        let meta = fs::metadata(&dir).map_err(|e| CgroupError::Dir(dir.clone(), e))?;
+        Ok(Cgroup {
+            id: meta.ino(),
+            level: rel.components().count() as u32,
+            dir,
+        })
+    }
+
+    /// The unified cgroup of a process.
+    pub fn of_process(root: &Path, pid: u32) -> Result<Self, CgroupError> {
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .map_err(|e| CgroupError::OfProcess(pid, e.to_string()))?;
+        let rel = text
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .ok_or_else(|| CgroupError::OfProcess(pid, "it is in no cgroup v2".into()))?;
+        Self::at(root, Path::new(rel))
+    }
+
+    /// Creates (or reuses) the cgroup at `rel`, for a container to be started below it.
+    pub fn create(root: &Path, rel: &Path) -> Result<Self, CgroupError> {
+        let dir = root.join(rel.strip_prefix("/").unwrap_or(rel));
+        fs::create_dir_all(&dir).map_err(|e| CgroupError::Dir(dir.clone(), e))?;
+        Self::at(root, rel)
+    }
+
+    /// Removes the cgroup directory, which must be empty of processes and children.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        match fs::remove_dir(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CgroupError::Dir(self.dir.clone(), e)),
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The Docker engine, through its API (bollard), with the API version negotiated.
+use std::{collections::HashMap, path::Path};
+
+use bollard::{
+    errors::Error as BollardError,
+    models::{ContainerCreateBody, HostConfig},
+    query_parameters::{
+        CreateContainerOptions, RemoveContainerOptions, RemoveImageOptions, StopContainerOptions,
+        WaitContainerOptions,
+    },
+};
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+
+/// Failures of the container runtime, each naming what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot reach the Docker engine at {0} ({1}); start dockerd or set DOCKER_HOST")]
+    Unreachable(String, String),
+    #[error("permission denied on the Docker socket {0}; run slimd as root")]
+    Permission(String),
+    #[error("no such container: {0} (see `docker ps`)")]
+    NoSuchContainer(String),
+    #[error(
+        "container {0} is not running ({1}); start it, or use `slimd run <image>` to run and observe it"
+    )]
+    NotRunning(String, String),
+    #[error("no such image: {0} (see `docker images`)")]
+    NoSuchImage(String),
+    #[error("the Docker engine failed while {0}: {1}")]
+    Api(String, String),
+}
+
+type Result<T> = std::result::Result<T, RuntimeError>;
+
+/// What slimd needs to know about a container.
+#[derive(Clone, Debug)]
+pub struct ContainerInfo {
+    pub id: String,
+    /// Without Docker's leading slash.
+    pub name: String,
+    /// `sha256:<hex>` of the container's image.
+    pub image_id: String,
+    /// The image as the container was created from it (`app:1.0`).
+    pub image_ref: String,
+    pub running: bool,
+    pub status: String,
+    /// The pid of the container's first process, as the host sees it.
+    pub pid: Option<u32>,
+    pub exit_code: Option<i64>,
+    /// Where Docker mounted volumes and bind mounts inside the container.
+    pub mount_destinations: Vec<String>,
+}
+
+/// What slimd needs to know about an image.
+#[derive(Clone, Debug)]
+pub struct ImageInfo {
+    /// `sha256:<hex>`: the digest of the image config.
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    /// Bytes the engine reports for the image.
+    pub size: u64,
+    pub layer_count: usize,
+    /// Storage driver name and data: a hint for reading layers in place.
+    pub graph_driver: Option<(String, HashMap<String, String>)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineInfo {
+    pub root_dir: String,
+    pub cgroup_driver: String,
+    pub storage_driver: String,
+    pub version: String,
+}
+
+/// How to create a container for `slimd run`.
+#[derive(Clone, Debug, Default)]
+pub struct CreateSpec {
+    pub image: String,
+    pub name: String,
+    /// Replaces the image's Cmd, as `docker run <image> <cmd...>` does.
+    pub cmd: Option<Vec<String>>,
+    pub cgroup_parent: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+pub struct Docker {
+    client: bollard::Docker,
+    socket: String,
+}
+
+fn socket_path() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_owned())
+}
+
+fn status_of(e: &BollardError) -> Option<u16> {
+    match e {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn message_of(e: &BollardError) -> String {
+    match e {
+        BollardError::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Docker {
+    /// Connects to the engine and negotiates the API version it speaks.
+    pub async fn connect() -> Result<Self> {
+        let socket = socket_path();
+        let path = Path::new(&socket);
+        if !path.exists() {
+            return Err(RuntimeError::Unreachable(
+                socket,
+                "the socket does not exist".into(),
+            ));
+        }
+        if rustix::fs::access(
+            path,
+            rustix::fs::Access::READ_OK | rustix::fs::Access::WRITE_OK,
+        )
+        .is_err()
+        {
+            return Err(RuntimeError::Permission(socket));
+        }
+        let client = bollard::Docker::connect_with_unix(&socket, 600, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| RuntimeError::Unreachable(socket.clone(), e.to_string()))?;
+        let client = client
+            .negotiate_version()
+            .await
+            .map_err(|e| RuntimeError::Unreachable(socket.clone(), e.to_string()))?;
+        Ok(Docker { client, socket })
+    }
+
+    fn api(&self, doing: &str, e: BollardError) -> RuntimeError {
+        match e {
+            BollardError::IOError { .. } | BollardError::HyperResponseError { .. } => {
+                RuntimeError::Unreachable(self.socket.clone(), e.to_string())
+            }
+            e => RuntimeError::Api(doing.to_owned(), message_of(&e)),
+        }
+    }
+
+    pub async fn engine_info(&self) -> Result<EngineInfo> {
+        let info = self
+            .client
+            .info()
+            .await
+            .map_err(|e| self.api("reading engine info", e))?;
+        Ok(EngineInfo {
+            root_dir: info
+                .docker_root_dir
+                .unwrap_or_else(|| "/var/lib/docker".into()),
+            cgroup_driver: info
+                .cgroup_driver
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "cgroupfs".into()),
+            storage_driver: info.driver.unwrap_or_default(),
+            version: info.server_version.unwrap_or_default(),
+        })
+    }
+
+    pub async fn container(&self, name_or_id: &str) -> Result<ContainerInfo> {
+        let c = self
+            .client
+            .inspect_container(name_or_id, None)
+            .await
+            .map_err(|e| match status_of(&e) {
+                Some(404) => RuntimeError::NoSuchContainer(name_or_id.to_owned()),
+                _ => self.api(&format!("inspecting container {name_or_id}"), e),
+            })?;
+        let state = c.state.unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        Ok(ContainerInfo {
+            id: c.id.unwrap_or_default(),
+            name: c
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_owned(),
+            image_id: c.image.unwrap_or_default(),
+            image_ref: c.config.and_then(|cfg| cfg.image).unwrap_or_default(),
+            running,
+            status: state
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            pid: state.pid.filter(|p| *p > 0).map(|p| p as u32),
+            exit_code: state.exit_code,
+            mount_destinations: c
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|m| m.destination)
+                .collect(),
+        })
+    }
+
+    /// The container, which must be running.
+    pub async fn running_container(&self, name_or_id: &str) -> Result<ContainerInfo> {
+        let c = self.container(name_or_id).await?;
+        if !c.running || c.pid.is_none() {
+            return Err(RuntimeError::NotRunning(name_or_id.to_owned(), c.status));
+        }
+        Ok(c)
+    }
+
+    pub async fn image(&self, reference: &str) -> Result<ImageInfo> {
+        let i = self
+            .client
+            .inspect_image(reference)
+            .await
+            .map_err(|e| match status_of(&e) {
+                Some(404) => RuntimeError::NoSuchImage(reference.to_owned()),
+                _ => self.api(&format!("inspecting image {reference}"), e),
+            })?;
+        Ok(ImageInfo {
+            id: i.id.unwrap_or_default(),
+            repo_tags: i.repo_tags.unwrap_or_default(),
+            size: i.size.unwrap_or(0).max(0) as u64,
+            layer_count: i.root_fs.and_then(|r| r.layers).map_or(0, |l| l.len()),
+            graph_driver: i.graph_driver.map(|g| (g.name, g.data)),
+        })
+    }
+
+    /// Whether an image (by reference or id) exists.
+    pub async fn image_exists(&self, reference: &str) -> Result<bool> {
+        match self.image(reference).await {
+            Ok(_) => Ok(true),
+            Err(RuntimeError::NoSuchImage(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn create(&self, spec: &CreateSpec) -> Result<String> {
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.cmd.clone(),
+            labels: Some(spec.labels.clone()),
+            host_config: Some(HostConfig {
+                cgroup_parent: spec.cgroup_parent.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        let created = self
+            .client
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| match status_of(&e) {
+                Some(404) => RuntimeError::NoSuchImage(spec.image.clone()),
+                _ => self.api(&format!("creating a container of {}", spec.image), e),
+            })?;
+        Ok(created.id)
+    }
+
+    pub async fn start(&self, id: &str) -> Result<()> {
+        self.client
+            .start_container(id, None)
+            .await
+            .map_err(|e| self.api(&format!("starting container {id}"), e))
+    }
+
+    /// Waits until the container stops; its exit code.
+    pub async fn wait(&self, id: &str) -> Result<i64> {
+        let options = WaitContainerOptions {
+            condition: "not-running".into(),
+        };
+        let mut stream = self.client.wait_container(id, Some(options));
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            // bollard turns a non-zero exit into this error.
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(self.api(&format!("waiting for container {id}"), e)),
+            None => Err(RuntimeError::Api(
+                format!("waiting for container {id}"),
+                "no answer".into(),
+            )),
+        }
+    }
+
+    /// Stops the container with its StopSignal, killing it after `grace_secs`.
+    pub async fn stop(&self, id: &str, grace_secs: i32) -> Result<()> {
+        let options = StopContainerOptions {
+            t: Some(grace_secs),
+            ..Default::default()
+        };
+        match self.client.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) => Err(self.api(&format!("stopping container {id}"), e)),
+        }
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.client.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.api(&format!("removing container {id}"), e)),
+        }
+    }
+
+    /// Writes the `docker save` stream of an image to `dest`.
+    pub async fn save_image(&self, image: &str, dest: &Path) -> Result<()> {
+        let doing = format!("exporting image {image}");
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| RuntimeError::Api(doing.clone(), format!("{}: {e}", dest.display())))?;
+        let mut stream = self.client.export_image(image);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| match status_of(&e) {
+                Some(404) => RuntimeError::NoSuchImage(image.to_owned()),
+                _ => self.api(&doing, e),
+            })?;
+            file.write_all(&chunk).await.map_err(|e| {
+                RuntimeError::Api(doing.clone(), format!("{}: {e}", dest.display()))
+            })?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| RuntimeError::Api(doing, format!("{}: {e}", dest.display())))?;
+        Ok(())
+    }
+
+    /// `docker load` of a docker-archive file.
+    pub async fn load_image(&self, archive: &Path) -> Result<()> {
+        let doing = format!("loading {}", archive.display());
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(|e| RuntimeError::Api(doing.clone(), e.to_string()))?;
+        let body = tokio_util::io::ReaderStream::new(file);
+        let mut progress = self.client.import_image_stream(
+            bollard::query_parameters::ImportImageOptions {
+                quiet: true,
+                ..Default::default()
+            },
+            body,
+            None,
+        );
+        while let Some(item) = progress.try_next().await.map_err(|e| self.api(&doing, e))? {
+            if let Some(err) = item.error_detail.and_then(|d| d.message) {
+                return Err(RuntimeError::Api(doing, err));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn remove_image(&self, reference: &str) -> Result<()> {
+        let options = RemoveImageOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self
+            .client
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.api(&format!("removing image {reference}"), e)),
+        }
+    }
+}

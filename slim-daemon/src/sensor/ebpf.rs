@@ -1,0 +1,401 @@
+//! The eBPF sensor: the `sys_enter`/`sys_exit` raw tracepoints and `sched_process_exec`,
+//! filtered in the kernel by cgroup, events through a ring buffer.
+use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, RawTracePoint},
+};
+use slim_common::{
+    MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PathEvent, SyscallSpec, config, flags_kind, stat, status,
+};
+use tokio::io::unix::AsyncFd;
+
+use super::{
+    Access, AccessOp, EventProblems, SensorCounters,
+    btf::{Btf, BtfError},
+    syscalls,
+};
+use crate::runtime::cgroup::Cgroup;
+
+/// The compiled kernel side, built by `cargo xtask build-ebpf` and committed with a stamp.
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/slimd-ebpf.o");
+
+/// Ring buffer size: about 3,500 events in flight.
+const RING_BYTES: u32 = 8 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    #[error(
+        "loading eBPF programs needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN); run slimd as root"
+    )]
+    NotPermitted,
+    #[error("cannot read the kernel's BTF: {0}; slimd needs a kernel with CONFIG_DEBUG_INFO_BTF")]
+    Btf(#[from] BtfError),
+    #[error("the kernel refused slimd's eBPF programs: {0}")]
+    Load(String),
+    #[error("cannot attach to tracepoint {0}: {1}")]
+    Attach(String, String),
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, String),
+}
+
+/// Kernel struct member offsets the programs need, by the name of their global.
+const OFFSETS: [(&str, &str, &str); 27] = [
+    // The syscall arguments in the saved registers, in the x86_64 ABI's order.
+    ("ARG0", "pt_regs", "di"),
+    ("ARG1", "pt_regs", "si"),
+    ("ARG2", "pt_regs", "dx"),
+    ("ARG3", "pt_regs", "r10"),
+    ("ARG4", "pt_regs", "r8"),
+    ("ARG5", "pt_regs", "r9"),
+    ("TASK_FS", "task_struct", "fs"),
+    ("TASK_FILES", "task_struct", "files"),
+    ("FS_ROOT", "fs_struct", "root"),
+    ("FS_PWD", "fs_struct", "pwd"),
+    ("PATH_MNT", "path", "mnt"),
+    ("PATH_DENTRY", "path", "dentry"),
+    ("FILES_FDT", "files_struct", "fdt"),
+    ("FDT_MAX_FDS", "fdtable", "max_fds"),
+    ("FDT_FD", "fdtable", "fd"),
+    ("FILE_F_PATH", "file", "f_path"),
+    ("DENTRY_PARENT", "dentry", "d_parent"),
+    ("DENTRY_NAME", "dentry", "d_name.name"),
+    ("DENTRY_INODE", "dentry", "d_inode"),
+    ("INODE_INO", "inode", "i_ino"),
+    ("MOUNT_PARENT", "mount", "mnt_parent"),
+    ("MOUNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
+    ("MOUNT_MNT", "mount", "mnt"),
+    ("VFSMOUNT_ROOT", "vfsmount", "mnt_root"),
+    ("BPRM_FILE", "linux_binprm", "file"),
+    ("BPRM_FILENAME", "linux_binprm", "filename"),
+    ("BPRM_INTERP", "linux_binprm", "interp"),
+];
+
+/// A decoded kernel event: which watch it belongs to, and the access (None when the event
+/// carried a path that could not be used; [`EbpfSensor::problems`] counts those).
+pub struct SensorEvent {
+    pub watch_id: u64,
+    pub access: Option<Access>,
+}
+
+pub struct EbpfSensor {
+    // Keeps the programs attached.
+    _ebpf: Ebpf,
+    watched: HashMap<MapData, u64, u32>,
+    config: Array<MapData, u64>,
+    stats: PerCpuArray<MapData, u64>,
+    ring: AsyncFd<RingBuf<MapData>>,
+    level_mask: u64,
+    start_ns: u64,
+    pub problems: EventProblems,
+}
+
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> SensorError {
+    move |e| SensorError::Map(name, e.to_string())
+}
+
+impl EbpfSensor {
+    /// Loads and attaches the programs. Nothing is watched until [`Self::watch`].
+    pub fn load() -> Result<Self, SensorError> {
+        if !rustix::process::geteuid().is_root() {
+            return Err(SensorError::NotPermitted);
+        }
+        raise_memlock();
+        let btf = Btf::from_kernel()?;
+        let mut values = Vec::with_capacity(OFFSETS.len());
+        for (global, strukt, member) in OFFSETS {
+            values.push((global, btf.offset(strukt, member)?));
+        }
+        let mut loader = EbpfLoader::new();
+        for (global, value) in &values {
+            loader.override_global(global, value, true);
+        }
+        loader.map_max_entries("EVENTS", RING_BYTES);
+        let mut ebpf = loader.load(OBJECT).map_err(|e| load_error(&e))?;
+
+        let mut specs: Array<MapData, SyscallSpec> = Array::try_from(
+            ebpf.take_map("SPECS")
+                .ok_or(SensorError::Map("SPECS", "missing".into()))?,
+        )
+        .map_err(map_err("SPECS"))?;
+        for def in syscalls::table() {
+            let position = |arg: Option<u8>| arg.map_or(0, |a| a + 1);
+            let spec = SyscallSpec {
+                op: def.op as u8,
+                flags_kind: def.flags.map_or(flags_kind::NONE, |f| f.1),
+                path_arg: position(def.path),
+                dirfd_arg: position(def.dirfd),
+                flags_arg: position(def.flags.map(|f| f.0)),
+                fixed_status: if def.nofollow { status::NOFOLLOW } else { 0 },
+                _pad: [0; 2],
+            };
+            debug_assert!(
+                (def.nr as u32) < MAX_SYSCALL_NR,
+                "{} is outside the table",
+                def.name
+            );
+            specs
+                .set(def.nr as u32, spec, 0)
+                .map_err(map_err("SPECS"))?;
+        }
+        for (program_name, tracepoint) in [("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")] {
+            let prog: &mut RawTracePoint = program(&mut ebpf, program_name)?;
+            prog.load().map_err(|e| program_error(program_name, e))?;
+            prog.attach(tracepoint)
+                .map_err(|e| SensorError::Attach(tracepoint.into(), e.to_string()))?;
+        }
+        let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| SensorError::Load(e.to_string()))?;
+        let exec: &mut BtfTracePoint = program(&mut ebpf, "exec")?;
+        exec.load("sched_process_exec", &kernel_btf)
+            .map_err(|e| program_error("exec", e))?;
+        exec.attach()
+            .map_err(|e| SensorError::Attach("sched_process_exec".into(), e.to_string()))?;
+
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name)
+                .ok_or(SensorError::Map(name, "missing".into()))
+        };
+        let watched = HashMap::try_from(take(&mut ebpf, "WATCHED")?).map_err(map_err("WATCHED"))?;
+        let config = Array::try_from(take(&mut ebpf, "CONFIG")?).map_err(map_err("CONFIG"))?;
+        let stats = PerCpuArray::try_from(take(&mut ebpf, "STATS")?).map_err(map_err("STATS"))?;
+        let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?;
+        // SAFETY: the ring buffer owns its map fd, which stays open and the same until the
+        // AsyncFd (which owns the ring buffer) is dropped.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| SensorError::Map("EVENTS", e.to_string()))?;
+        Ok(EbpfSensor {
+            _ebpf: ebpf,
+            watched,
+            config,
+            stats,
+            ring,
+            level_mask: 0,
+            start_ns: monotonic_ns(),
+            problems: EventProblems::default(),
+        })
+    }
+
+    /// Restarts the clock that `Access::at_ms` counts from.
+    pub fn reset_clock(&mut self) {
+        self.start_ns = monotonic_ns();
+    }
+
+    /// Watches the processes of a cgroup; with `subtree`, also those of every cgroup below
+    /// it, including ones created later.
+    pub fn watch(&mut self, cgroup: &Cgroup, subtree: bool) -> Result<(), SensorError> {
+        self.watched
+            .insert(cgroup.id, 1, 0)
+            .map_err(map_err("WATCHED"))?;
+        if subtree {
+            if cgroup.level == 0 || cgroup.level >= MAX_CGROUP_LEVEL {
+                return Err(SensorError::Map(
+                    "CONFIG",
+                    format!("cannot watch below cgroup level {}", cgroup.level),
+                ));
+            }
+            self.level_mask |= 1 << cgroup.level;
+            self.config
+                .set(config::LEVELS, self.level_mask, 0)
+                .map_err(map_err("CONFIG"))?;
+        }
+        Ok(())
+    }
+
+    pub fn unwatch(&mut self, cgroup: &Cgroup) {
+        let _ = self.watched.remove(&cgroup.id);
+    }
+
+    /// Waits until events are ready, then decodes all of them into `out`.
+    pub async fn next_batch(&mut self, out: &mut Vec<SensorEvent>) -> Result<(), SensorError> {
+        let mut guard = self
+            .ring
+            .readable_mut()
+            .await
+            .map_err(|e| SensorError::Map("EVENTS", e.to_string()))?;
+        let (ring, problems, start) = {
+            let start = self.start_ns;
+            (guard.get_inner_mut(), &mut self.problems, start)
+        };
+        drain_ring(ring, problems, start, out);
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Decodes whatever events are in the ring buffer now, without waiting.
+    pub fn drain(&mut self, out: &mut Vec<SensorEvent>) {
+        let start = self.start_ns;
+        drain_ring(self.ring.get_mut(), &mut self.problems, start, out);
+    }
+
+    pub fn counters(&self) -> Result<SensorCounters, SensorError> {
+        let per_cpu = |index: u32| -> Result<Vec<u64>, SensorError> {
+            Ok(self
+                .stats
+                .get(&index, 0)
+                .map_err(map_err("STATS"))?
+                .iter()
+                .copied()
+                .collect())
+        };
+        let sum = |index: u32| per_cpu(index).map(|v| v.iter().sum());
+        let mut lost_per_cpu = per_cpu(stat::LOST)?;
+        for (lost, retry_lost) in lost_per_cpu.iter_mut().zip(per_cpu(stat::RETRY_LOST)?) {
+            *lost += retry_lost;
+        }
+        Ok(SensorCounters {
+            sent: sum(stat::SENT)?,
+            deduplicated: sum(stat::DEDUPED)?,
+            lost_per_cpu,
+            retried: sum(stat::RETRIED)?,
+        })
+    }
+}
+
+fn raise_memlock() {
+    // Kernels since 5.11 charge BPF memory to the cgroup; older ones need the rlimit. Failure
+    // (no CAP_SYS_RESOURCE) is harmless on the former.
+    let unlimited = rustix::process::Rlimit {
+        current: None,
+        maximum: None,
+    };
+    if rustix::process::setrlimit(rustix::process::Resource::Memlock, unlimited).is_err() {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK; relying on memcg accounting");
+    }
+}
+
+fn load_error(e: &aya::EbpfError) -> SensorError {
+    let text = e.to_string();
+    if text.contains("Operation not permitted") || text.contains("EPERM") {
+        SensorError::NotPermitted
+    } else {
+        SensorError::Load(text)
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, SensorError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| SensorError::Load(format!("no program {name} in the object")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| SensorError::Load(format!("{name}: {e}")))
+}
+
+/// A program the kernel refused, with the verifier's verdict but not its whole log.
+fn program_error(name: &str, e: aya::programs::ProgramError) -> SensorError {
+    match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            if io_error.kind() == std::io::ErrorKind::PermissionDenied {
+                return SensorError::NotPermitted;
+            }
+            let log = verifier_log.to_string();
+            tracing::debug!("verifier log of {name}:\n{log}");
+            let verdict = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            SensorError::Load(format!("{name}: {io_error} ({verdict})"))
+        }
+        e => SensorError::Load(format!("{name}: {e}")),
+    }
+}
+
+fn drain_ring(
+    ring: &mut RingBuf<MapData>,
+    problems: &mut EventProblems,
+    start_ns: u64,
+    out: &mut Vec<SensorEvent>,
+) {
+    while let Some(item) = ring.next() {
+        if item.len() < size_of::<PathEvent>() {
+            continue;
+        }
+        // SAFETY: the kernel wrote a whole PathEvent; it is plain data, valid for any bits.
+        let ev: PathEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        out.push(SensorEvent {
+            watch_id: ev.watch_id,
+            access: decode(&ev, problems, start_ns),
+        });
+    }
+}
+
+/// Turns a kernel event into an access; None (and a counted problem) when its path is not
+/// usable.
+fn decode(ev: &PathEvent, problems: &mut EventProblems, start_ns: u64) -> Option<Access> {
+    if ev.status & status::PATH_UNREADABLE != 0 {
+        problems.unreadable += 1;
+        return None;
+    }
+    if ev.status & (status::PATH_TRUNCATED | status::DIR_TRUNCATED) != 0 {
+        problems.truncated += 1;
+        return None;
+    }
+    let kernel_op = Op::from_u8(ev.op)?;
+    let path_len = usize::from(ev.path_len)
+        .saturating_sub(1)
+        .min(ev.path.len());
+    let mut path = ev.path[..path_len].to_vec();
+    let mut dir = (ev.status & status::HAS_DIR != 0).then(|| walked_dir(ev));
+    let op = match kernel_op {
+        Op::Open => AccessOp::Open,
+        Op::Exec => AccessOp::Exec,
+        Op::Stat => AccessOp::Stat,
+        Op::Readlink => AccessOp::Readlink,
+        Op::Chdir => AccessOp::Chdir,
+        Op::Modify => AccessOp::Modify,
+        Op::ExecFile => {
+            // `dir` holds the file the kernel ran; the name it was run by came with execve.
+            path.clear();
+            dir.as_ref()?;
+            AccessOp::Exec
+        }
+        Op::Interp => AccessOp::Interpreter,
+    };
+    if path.first() == Some(&b'/') {
+        dir = None;
+    }
+    let comm_len = ev
+        .comm
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(ev.comm.len());
+    Some(Access {
+        op,
+        path,
+        dir,
+        nofollow: ev.status & status::NOFOLLOW != 0,
+        flags: ev.flags,
+        pid: ev.tgid,
+        comm: String::from_utf8_lossy(&ev.comm[..comm_len]).into_owned(),
+        at_ms: ev.ktime_ns.saturating_sub(start_ns) / 1_000_000,
+    })
+}
+
+/// The walked directory: NUL-terminated components, leaf first.
+fn walked_dir(ev: &PathEvent) -> PathBuf {
+    let used = usize::from(ev.dir_len).min(ev.dir.len());
+    let mut components: Vec<&[u8]> = ev.dir[..used]
+        .split(|&b| b == 0)
+        .filter(|c| !c.is_empty())
+        .take(usize::from(ev.dir_depth))
+        .collect();
+    components.reverse();
+    let mut dir = PathBuf::from("/");
+    for c in components {
+        dir.push(OsStr::from_bytes(c));
+    }
+    dir
+}

@@ -1,0 +1,221 @@
+//! One observation: the sensor watching one container's cgroup, collecting the distinct
+//! accesses of its processes, and turning them into an access report at the end.
+use std::{
+    collections::{BTreeSet, HashMap},
+    future::Future,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use crate::{
+    image::ImageFiles,
+    report::{AccessReport, ContainerRef, EventCounts, ImageRef, SensorInfo},
+    resolve::{
+        ResolveStats, Resolver,
+        mountinfo::{self, ContainerMounts},
+    },
+    runtime::cgroup::Cgroup,
+    sensor::{Access, AccessKey, EbpfSensor, SensorError, ebpf::SensorEvent},
+};
+
+/// Live numbers, for progress displays.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    pub events: u64,
+    pub distinct: usize,
+}
+
+pub struct Observation {
+    sensor: EbpfSensor,
+    watch: Cgroup,
+    accesses: HashMap<AccessKey, Access>,
+    received: u64,
+    started_at: SystemTime,
+    mounts: Option<ContainerMounts>,
+    tried_pids: BTreeSet<u32>,
+    batch: Vec<SensorEvent>,
+}
+
+/// What an observation saw, before it is resolved against the image.
+pub struct Recording {
+    pub accesses: Vec<Access>,
+    pub mounts: Option<ContainerMounts>,
+    pub events: EventCounts,
+    pub started_at: SystemTime,
+    pub ended_at: SystemTime,
+}
+
+impl Observation {
+    /// Arms the sensor for `watch` (and, with `subtree`, every cgroup below it).
+    pub fn start(
+        mut sensor: EbpfSensor,
+        watch: Cgroup,
+        subtree: bool,
+    ) -> Result<Self, SensorError> {
+        sensor.watch(&watch, subtree)?;
+        sensor.reset_clock();
+        Ok(Observation {
+            sensor,
+            watch,
+            accesses: HashMap::new(),
+            received: 0,
+            started_at: SystemTime::now(),
+            mounts: None,
+            tried_pids: BTreeSet::new(),
+            batch: Vec::new(),
+        })
+    }
+
+    /// Takes the container's mount table from one of its processes (the first that answers).
+    pub fn learn_mounts_from(&mut self, pid: u32) {
+        if self.mounts.is_some() || !self.tried_pids.insert(pid) {
+            return;
+        }
+        if let Ok(table) = mountinfo::read_pid(pid) {
+            self.mounts = Some(ContainerMounts::from_mounts(&table, None));
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress {
+            events: self.received,
+            distinct: self.accesses.len(),
+        }
+    }
+
+    /// Records until `stop` completes; its output.
+    pub async fn record_until<F: Future>(&mut self, stop: F) -> Result<F::Output, SensorError> {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                out = &mut stop => {
+                    self.drain();
+                    return Ok(out);
+                }
+                res = self.sensor.next_batch(&mut self.batch) => {
+                    res?;
+                    self.absorb();
+                }
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        self.sensor.drain(&mut self.batch);
+        self.absorb();
+    }
+
+    fn absorb(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        for event in &batch {
+            if event.watch_id != self.watch.id {
+                continue;
+            }
+            self.received += 1;
+            if let Some(access) = &event.access {
+                self.learn_mounts_from(access.pid);
+                self.accesses
+                    .entry(access.key())
+                    .or_insert_with(|| access.clone());
+            }
+        }
+        self.batch = batch;
+        self.batch.clear();
+    }
+
+    /// Stops watching and returns what was recorded.
+    pub fn finish(mut self) -> Result<Recording, SensorError> {
+        self.drain();
+        self.sensor.unwatch(&self.watch);
+        let counters = self.sensor.counters()?;
+        let problems = self.sensor.problems.clone();
+        let mut accesses: Vec<Access> = self.accesses.into_values().collect();
+        accesses.sort_by_key(|a| a.at_ms);
+        Ok(Recording {
+            accesses,
+            mounts: self.mounts,
+            events: EventCounts {
+                received: self.received,
+                deduplicated: counters.deduplicated,
+                lost: counters.lost(),
+                lost_per_cpu: counters.lost_per_cpu,
+                unreadable: problems.unreadable,
+                truncated: problems.truncated,
+            },
+            started_at: self.started_at,
+            ended_at: SystemTime::now(),
+        })
+    }
+}
+
+/// What the eBPF sensor cannot see, for the report.
+pub fn ebpf_blind_spots() -> Vec<String> {
+    vec!["files mapped or opened by the kernel without a syscall, other than exec and its interpreters".into()]
+}
+
+/// The mount points other than the root, from the recording or, when no process of the
+/// container could be asked, from what the engine says it mounted.
+pub fn mount_points(recording: &Recording, engine_mounts: &[String]) -> BTreeSet<PathBuf> {
+    if let Some(m) = &recording.mounts {
+        return m.others.clone();
+    }
+    const DOCKER_MOUNTS: [&str; 6] = [
+        "/proc",
+        "/dev",
+        "/sys",
+        "/etc/hostname",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+    ];
+    DOCKER_MOUNTS
+        .iter()
+        .map(PathBuf::from)
+        .chain(engine_mounts.iter().map(PathBuf::from))
+        .collect()
+}
+
+/// Resolves a recording against the image it ran and makes the report.
+pub fn make_report(
+    recording: &Recording,
+    files: &ImageFiles,
+    mounts: &BTreeSet<PathBuf>,
+    image: ImageRef,
+    container: ContainerRef,
+) -> (AccessReport, ResolveStats) {
+    let mut resolver = Resolver::new(files, mounts);
+    for access in &recording.accesses {
+        resolver.add(access);
+    }
+    let (paths, stats) = resolver.finish();
+    let report = AccessReport {
+        schema_version: crate::report::SCHEMA_VERSION,
+        generator: AccessReport::generator(),
+        image,
+        containers: vec![container],
+        sensor: SensorInfo {
+            kind: "ebpf".into(),
+            blind_spots: ebpf_blind_spots(),
+        },
+        started_at: humantime::format_rfc3339_millis(recording.started_at).to_string(),
+        ended_at: humantime::format_rfc3339_millis(recording.ended_at).to_string(),
+        complete: recording.events.is_complete(),
+        events: recording.events.clone(),
+        paths,
+    };
+    (report, stats)
+}
+
+/// Layer directories of the image from the container's own mount table: the bottom
+/// `image_layers` lower directories of its root overlay, bottom first.
+pub fn image_layer_dirs(mounts: &ContainerMounts, image_layers: usize) -> Option<Vec<PathBuf>> {
+    let lower = &mounts.lower_dirs;
+    if image_layers == 0 || lower.len() < image_layers {
+        return None;
+    }
+    let dirs: Vec<PathBuf> = lower[lower.len() - image_layers..]
+        .iter()
+        .rev()
+        .cloned()
+        .collect();
+    dirs.iter().all(|d| Path::new(d).is_dir()).then_some(dirs)
+}

@@ -1,0 +1,13 @@
+//! Developer and CI tasks, also used as a library by the end-to-end tests.
+pub mod ebpf;
+pub mod images;
+
+use std::path::PathBuf;
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits inside the workspace")
+        .to_path_buf()
+}
