@@ -146,6 +146,12 @@ pub struct PathEvent {
     /// Bits of [`status`].
     pub status: u8,
     pub syscall_nr: u32,
+    /// Device (kernel encoding: major << 20 | minor) of the process's root directory.
+    pub root_dev: u32,
+    /// Inode number of the process's root directory. With `root_dev`, this tells the
+    /// container runtime's own steps on the host side (before `pivot_root`) from the
+    /// container's processes.
+    pub root_ino: u64,
     pub comm: [u8; 16],
     /// The path exactly as the program passed it.
     pub path: [u8; PATH_CAP],

@@ -3,6 +3,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     future::Future,
+    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
     time::SystemTime,
 };
@@ -15,7 +16,7 @@ use crate::{
         mountinfo::{self, ContainerMounts},
     },
     runtime::cgroup::Cgroup,
-    sensor::{Access, AccessKey, EbpfSensor, SensorError, ebpf::SensorEvent},
+    sensor::{Access, AccessKey, AccessOp, EbpfSensor, SensorError, ebpf::SensorEvent},
 };
 
 /// Live numbers, for progress displays.
@@ -73,6 +74,21 @@ impl Observation {
         }
         if let Ok(table) = mountinfo::read_pid(pid) {
             self.mounts = Some(ContainerMounts::from_mounts(&table, None));
+        }
+    }
+
+    /// Records what the processes already in the watched cgroup use now: their executable,
+    /// their working directory and every file they have mapped (libraries loaded before the
+    /// observation began). For attaching to a running container.
+    pub fn snapshot_running(&mut self) {
+        let Ok(procs) = std::fs::read_to_string(self.watch.dir.join("cgroup.procs")) else {
+            return;
+        };
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            self.learn_mounts_from(pid);
+            for access in running_process_accesses(pid) {
+                self.accesses.entry(access.key()).or_insert(access);
+            }
         }
     }
 
@@ -146,6 +162,80 @@ impl Observation {
             ended_at: SystemTime::now(),
         })
     }
+}
+
+/// The executable, working directory and mapped files of a running process, as paths in
+/// its own mount namespace (the kernel prints them relative to the process's root).
+fn running_process_accesses(pid: u32) -> Vec<Access> {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let comm = std::fs::read_to_string(proc_dir.join("comm"))
+        .map(|c| c.trim_end().to_owned())
+        .unwrap_or_default();
+    let access = |op: AccessOp, path: &[u8]| Access {
+        op,
+        path: path.to_vec(),
+        dir: None,
+        nofollow: false,
+        flags: 0,
+        pid,
+        comm: comm.clone(),
+        at_ms: 0,
+    };
+    let mut out = Vec::new();
+    for (link, op) in [("exe", AccessOp::Exec), ("cwd", AccessOp::Chdir)] {
+        if let Ok(target) = std::fs::read_link(proc_dir.join(link)) {
+            out.push(access(op, target.as_os_str().as_bytes()));
+        }
+    }
+    // The name it was started by, which may be a symlink (`sh` -> `dash`) found on PATH.
+    let argv0 = std::fs::read(proc_dir.join("cmdline"))
+        .ok()
+        .and_then(|c| c.split(|&b| b == 0).next().map(<[u8]>::to_vec))
+        .unwrap_or_default();
+    if argv0.contains(&b'/') {
+        let mut a = access(AccessOp::Exec, &argv0);
+        a.dir = std::fs::read_link(proc_dir.join("cwd")).ok();
+        out.push(a);
+    } else if !argv0.is_empty() {
+        for dir in search_path(&proc_dir) {
+            let mut candidate = dir;
+            candidate.push(b'/');
+            candidate.extend_from_slice(&argv0);
+            out.push(access(AccessOp::Exec, &candidate));
+        }
+    }
+    if let Ok(maps) = std::fs::read(proc_dir.join("maps")) {
+        let mut seen = BTreeSet::new();
+        for line in maps.split(|&b| b == b'\n') {
+            // address perms offset dev inode path: the path is what follows the fifth field.
+            let path = line
+                .splitn(6, |&b| b == b' ')
+                .nth(5)
+                .map(|p| p.trim_ascii_start())
+                .unwrap_or_default();
+            if path.starts_with(b"/")
+                && !path.ends_with(b" (deleted)")
+                && seen.insert(path.to_vec())
+            {
+                out.push(access(AccessOp::Open, path));
+            }
+        }
+    }
+    out
+}
+
+/// The `PATH` a process was started with (the usual default when it has none).
+fn search_path(proc_dir: &Path) -> Vec<Vec<u8>> {
+    const DEFAULT_PATH: &[u8] = b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let environ = std::fs::read(proc_dir.join("environ")).unwrap_or_default();
+    let path = environ
+        .split(|&b| b == 0)
+        .find_map(|v| v.strip_prefix(b"PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path.split(|&b| b == b':')
+        .filter(|d| d.starts_with(b"/"))
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 /// What the eBPF sensor cannot see, for the report.

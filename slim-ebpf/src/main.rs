@@ -116,6 +116,10 @@ static DENTRY_INODE: u64 = 0;
 #[unsafe(no_mangle)]
 static INODE_INO: u64 = 0;
 #[unsafe(no_mangle)]
+static INODE_SB: u64 = 0;
+#[unsafe(no_mangle)]
+static SB_DEV: u64 = 0;
+#[unsafe(no_mangle)]
 static MOUNT_PARENT: u64 = 0;
 #[unsafe(no_mangle)]
 static MOUNT_MOUNTPOINT: u64 = 0;
@@ -209,6 +213,8 @@ fn fill_header(ev: &mut PathEvent, watch: u64, op: Op, nr: u32) {
     ev.path_len = 0;
     ev.dir_len = 0;
     ev.dir_depth = 0;
+    ev.root_dev = 0;
+    ev.root_ino = 0;
     ev.path[0] = 0;
     ev.dir[0] = 0;
 }
@@ -460,6 +466,30 @@ fn seen_before(ev: &PathEvent, dir: (u64, u64)) -> bool {
     false
 }
 
+/// Records which root directory the process sees (host or container).
+#[inline(always)]
+fn fill_root(ev: &mut PathEvent) {
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let fs = kptr(task, off(&TASK_FS));
+    let root = KPath::read(fs.wrapping_add(off(&FS_ROOT)));
+    let inode = kptr(root.dentry, off(&DENTRY_INODE));
+    let sb = kptr(inode, off(&INODE_SB));
+    // SAFETY: bpf_probe_read_kernel checks the source addresses.
+    unsafe {
+        bpf_probe_read_kernel(
+            (&mut ev.root_ino as *mut u64).cast(),
+            8,
+            inode.wrapping_add(off(&INODE_INO)).cast(),
+        );
+        bpf_probe_read_kernel(
+            (&mut ev.root_dev as *mut u32).cast(),
+            4,
+            sb.wrapping_add(off(&SB_DEV)).cast(),
+        );
+    }
+}
+
 #[inline(always)]
 fn send(ev: &PathEvent) {
     if EVENTS.output::<PathEvent>(ev, 0).is_ok() {
@@ -594,6 +624,7 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Option<()> {
             walk(ev, root, start);
         }
         ev.status |= status::FROM_EXIT;
+        fill_root(ev);
         let tid = ev.tid;
         scratch.user_path = user_path;
         if PENDING.insert(&tid, &*scratch, 0).is_err() {
@@ -610,6 +641,7 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Option<()> {
     if let Some((root, start)) = base {
         walk(ev, root, start);
     }
+    fill_root(ev);
     send(ev);
     Some(())
 }
@@ -689,6 +721,7 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
     if !file.is_null() && !fs.is_null() && !root.is_null() && !exe.is_null() {
         walk(ev, root, exe);
     }
+    fill_root(ev);
     send(ev);
 
     let interp = kptr(bprm, off(&BPRM_INTERP));
@@ -701,6 +734,7 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
                 walk(ev, root, pwd);
             }
         }
+        fill_root(ev);
         send(ev);
     }
     Some(())

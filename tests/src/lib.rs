@@ -1,1 +1,176 @@
+//! Helpers for slimd's end-to-end tests: the slimd binary, Docker, and the test images.
+//!
+//! The tests need root, a running Docker engine and the slimd binary (`SLIMD_BIN`).
+//! `cargo xtask test` provides all three and sets `SLIMD_E2E=required`, which turns a
+//! missing prerequisite into a failure. Under a plain `cargo test` such a test prints why it
+//! is skipped and returns.
+use std::{
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+};
 
+pub use xtask::images;
+
+/// What an end-to-end test needs, checked once per test.
+pub struct E2e {
+    pub slimd: PathBuf,
+}
+
+/// The prerequisites of an end-to-end test, or None (after saying why) when they are missing
+/// and not required.
+pub fn e2e(test: &str) -> Option<E2e> {
+    match prerequisites() {
+        Ok(slimd) => Some(E2e { slimd }),
+        Err(reason) if std::env::var("SLIMD_E2E").as_deref() == Ok("required") => {
+            panic!("{test}: {reason}")
+        }
+        Err(reason) => {
+            eprintln!("skipped {test}: {reason} (run the suite with `cargo xtask test`)");
+            None
+        }
+    }
+}
+
+fn prerequisites() -> Result<PathBuf, String> {
+    let slimd = std::env::var_os("SLIMD_BIN")
+        .map(PathBuf::from)
+        .ok_or("SLIMD_BIN is not set")?;
+    if !slimd.is_file() {
+        return Err(format!("SLIMD_BIN {} is not a file", slimd.display()));
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+        return Err("not running as root".into());
+    }
+    let info = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !info.is_ok_and(|s| s.success()) {
+        return Err("no Docker engine answers".into());
+    }
+    Ok(slimd)
+}
+
+/// A finished command's result, with its output as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Panics, with everything the command printed, unless it succeeded.
+    #[track_caller]
+    pub fn ok(self, what: &str) -> Self {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{what} failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+        .into()
+}
+
+impl E2e {
+    pub fn slimd(&self, args: &[&str]) -> Run {
+        run(Command::new(&self.slimd).args(args))
+    }
+
+    /// `slimd run --tag <tag> <options...> <image> -- <cmd...>`, which must succeed.
+    #[track_caller]
+    pub fn slim_run(&self, image: &str, tag: &str, options: &[&str], cmd: &[&str]) -> Run {
+        let mut args = vec!["run", "--tag", tag];
+        args.extend(options);
+        args.push(image);
+        if !cmd.is_empty() {
+            args.push("--");
+            args.extend(cmd);
+        }
+        self.slimd(&args).ok("slimd run")
+    }
+}
+
+pub fn docker(args: &[&str]) -> Run {
+    run(Command::new("docker").args(args))
+}
+
+/// `docker run --rm <image> <cmd...>`.
+pub fn docker_run(image: &str, cmd: &[&str]) -> Run {
+    let mut args = vec!["run", "--rm", image];
+    args.extend(cmd);
+    docker(&args)
+}
+
+/// The image's size as the engine reports it.
+pub fn image_size(image: &str) -> u64 {
+    let out =
+        docker(&["image", "inspect", "--format", "{{.Size}}", image]).ok("docker image inspect");
+    out.stdout.trim().parse().expect("a size")
+}
+
+/// The image's config, as JSON.
+pub fn image_config(image: &str) -> serde_json::Value {
+    let out = docker(&["image", "inspect", "--format", "{{json .Config}}", image])
+        .ok("docker image inspect");
+    serde_json::from_str(&out.stdout).expect("JSON config")
+}
+
+pub fn image_exists(image: &str) -> bool {
+    docker(&["image", "inspect", image]).code == Some(0)
+}
+
+/// Removes an image tag when dropped, so tests leave no images behind.
+pub struct TagGuard(pub String);
+
+impl TagGuard {
+    /// A tag unique to the test: `slimd-e2e/<name>:slim`.
+    pub fn new(name: &str) -> Self {
+        let tag = format!("slimd-e2e/{name}:slim");
+        docker(&["rmi", "-f", &tag]);
+        TagGuard(tag)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for TagGuard {
+    fn drop(&mut self) {
+        docker(&["rmi", "-f", &self.0]);
+    }
+}
+
+/// Removes a container when dropped.
+pub struct ContainerGuard(pub String);
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        docker(&["rm", "-f", &self.0]);
+    }
+}

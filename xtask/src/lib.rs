@@ -1,6 +1,7 @@
 //! Developer and CI tasks, also used as a library by the end-to-end tests.
 pub mod ebpf;
 pub mod images;
+pub mod setup;
 
 use std::path::PathBuf;
 

@@ -1,5 +1,11 @@
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use xtask::{ebpf, images, workspace_root};
+use xtask::{ebpf, images, setup, workspace_root};
 
 #[derive(Parser)]
 #[command(about = "slimd developer and CI tasks")]
@@ -10,24 +16,105 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
+    /// Set up what is missing, then slim the built-in sample image and show the result.
+    Demo,
+    /// Set up what is missing, then run the whole test suite against the real engine and kernel.
+    Test {
+        /// Arguments passed on to `cargo test` (a test name filter, `--nocapture`, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Install and start what slimd and its tests need (Docker engine, debootstrap, ...).
+    Setup,
+    /// Make the test images from Debian packages (cached between runs).
+    Images,
     /// Rebuild the eBPF object with nightly + bpf-linker and refresh its stamp.
     BuildEbpf,
     /// Fail when the committed eBPF object is stale.
     CheckEbpf,
-    /// Make the test images from Debian packages (cached between runs).
-    Images,
 }
+
+/// The sample workload of the demo: ACCEPTANCE.md's python case.
+const DEMO_CMD: [&str; 3] = [
+    "python3",
+    "-c",
+    "import json,sqlite3; print(json.dumps(sqlite3.sqlite_version))",
+];
 
 fn main() -> anyhow::Result<()> {
     let root = workspace_root();
     match Cli::parse().task {
-        Task::BuildEbpf => ebpf::build(&root),
-        Task::CheckEbpf => ebpf::check(&root),
+        Task::Demo => demo(&root),
+        Task::Test { args } => test(&root, &args),
+        Task::Setup => setup::ensure(),
         Task::Images => {
             for tag in [images::APPS.ensure()?, images::busybox()?] {
                 println!("{tag}");
             }
             Ok(())
         }
+        Task::BuildEbpf => ebpf::build(&root),
+        Task::CheckEbpf => ebpf::check(&root),
     }
+}
+
+fn cargo_build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root)
+        .args(["build", "--package", "slim-daemon", "--bin", "slimd"]);
+    if release {
+        cmd.arg("--release");
+    }
+    if !cmd.status().context("running cargo build")?.success() {
+        bail!("building slimd failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target
+        .join(if release { "release" } else { "debug" })
+        .join("slimd"))
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn demo(root: &Path) -> anyhow::Result<()> {
+    setup::ensure()?;
+    let image = images::APPS.ensure()?;
+    let slimd = cargo_build(root, true)?;
+    let slim = format!("{image}-slim");
+    println!("\n$ slimd run {image} -- {}", DEMO_CMD.join(" "));
+    run(Command::new(&slimd)
+        .args(["run", image, "--"])
+        .args(DEMO_CMD))?;
+    for tag in [image, slim.as_str()] {
+        println!("\n$ docker run --rm {tag} {}", DEMO_CMD.join(" "));
+        run(Command::new("docker")
+            .args(["run", "--rm", tag])
+            .args(DEMO_CMD))?;
+    }
+    println!();
+    run(Command::new("docker").args(["images", "slimd-test/apps"]))
+}
+
+fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    setup::ensure()?;
+    images::APPS.ensure()?;
+    images::busybox()?;
+    let slimd = cargo_build(root, false)?;
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root)
+        .args(["test", "--workspace", "--exclude", "slim-ebpf"])
+        .env("SLIMD_BIN", &slimd)
+        .env("SLIMD_E2E", "required");
+    if !args.is_empty() {
+        cmd.arg("--").args(args);
+    }
+    run(&mut cmd)
 }

@@ -1,6 +1,4 @@
 //! `slimd build`: a slim image from access reports.
-use anyhow::Context;
-
 use super::summary_line;
 use crate::{
     build::{self, BuildOptions},
@@ -23,9 +21,7 @@ pub async fn execute(args: BuildArgs, ui: Ui) -> anyhow::Result<()> {
         args.image,
         reports.len()
     ));
-    let summary = build::build(&docker, &args.image, reports, &options)
-        .await
-        .with_context(|| format!("building the slim image of {}", args.image))?;
+    let summary = build::build(&docker, &args.image, reports, &options).await?;
     ui.result(summary_line(&summary));
     Ok(())
 }

@@ -22,6 +22,7 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
     let cgroup = cgroup::Cgroup::of_process(&root, pid)?;
     let mut observation = Observation::start(sensor, cgroup, false)?;
     observation.learn_mounts_from(pid);
+    observation.snapshot_running();
     ui.info(format!(
         "observing container {} ({}); stop with Ctrl-C{}",
         container.name,

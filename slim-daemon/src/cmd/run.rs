@@ -135,9 +135,8 @@ async fn run_and_build(
         via: args.source.image_source,
         source_date_epoch: build::source_date_epoch(),
     };
-    let summary = build::build_from(docker, &original, &args.image, &report, &tag, &options)
-        .await
-        .with_context(|| format!("building the slim image of {}", args.image))?;
+    let summary =
+        build::build_from(docker, &original, &args.image, &report, &tag, &options).await?;
     ui.result(summary_line(&summary));
     Ok(())
 }

@@ -30,19 +30,15 @@ pub enum ImageError {
     Archive(PathBuf, String),
     #[error("slimd does not support {0} yet")]
     Unsupported(String),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{context}: {error}")]
+    Io { context: String, error: io::Error },
 }
 
 impl ImageError {
-    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+    pub fn io(context: impl Into<String>, error: io::Error) -> Self {
         ImageError::Io {
             context: context.into(),
-            source,
+            error,
         }
     }
 }

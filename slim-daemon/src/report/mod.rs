@@ -18,7 +18,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("cannot read report {0}: {1}")]
-    Read(PathBuf, #[source] std::io::Error),
+    Read(PathBuf, std::io::Error),
     #[error("{0} is not a slimd access report: {1}")]
     NotAReport(PathBuf, String),
     #[error(
@@ -26,7 +26,7 @@ pub enum ReportError {
     )]
     Version(PathBuf, u32),
     #[error("cannot write report {0}: {1}")]
-    Write(PathBuf, #[source] std::io::Error),
+    Write(PathBuf, std::io::Error),
     #[error(
         "reports of different images cannot be merged: {0} is of image {1}, {2} is of image {3}"
     )]

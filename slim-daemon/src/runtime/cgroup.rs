@@ -18,7 +18,7 @@ pub enum CgroupError {
     #[error("cannot find the cgroup of process {0}: {1}")]
     OfProcess(u32, String),
     #[error("cannot use cgroup {0}: {1}")]
-    Dir(PathBuf, #[source] io::Error),
+    Dir(PathBuf, io::Error),
 }
 
 /// A cgroup in the unified hierarchy.

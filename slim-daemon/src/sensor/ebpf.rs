@@ -32,7 +32,7 @@ pub enum SensorError {
     )]
     NotPermitted,
     #[error("cannot read the kernel's BTF: {0}; slimd needs a kernel with CONFIG_DEBUG_INFO_BTF")]
-    Btf(#[from] BtfError),
+    Btf(BtfError),
     #[error("the kernel refused slimd's eBPF programs: {0}")]
     Load(String),
     #[error("cannot attach to tracepoint {0}: {1}")]
@@ -42,7 +42,7 @@ pub enum SensorError {
 }
 
 /// Kernel struct member offsets the programs need, by the name of their global.
-const OFFSETS: [(&str, &str, &str); 27] = [
+const OFFSETS: [(&str, &str, &str); 29] = [
     // The syscall arguments in the saved registers, in the x86_64 ABI's order.
     ("ARG0", "pt_regs", "di"),
     ("ARG1", "pt_regs", "si"),
@@ -64,6 +64,8 @@ const OFFSETS: [(&str, &str, &str); 27] = [
     ("DENTRY_NAME", "dentry", "d_name.name"),
     ("DENTRY_INODE", "dentry", "d_inode"),
     ("INODE_INO", "inode", "i_ino"),
+    ("INODE_SB", "inode", "i_sb"),
+    ("SB_DEV", "super_block", "s_dev"),
     ("MOUNT_PARENT", "mount", "mnt_parent"),
     ("MOUNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
     ("MOUNT_MNT", "mount", "mnt"),
@@ -89,6 +91,8 @@ pub struct EbpfSensor {
     ring: AsyncFd<RingBuf<MapData>>,
     level_mask: u64,
     start_ns: u64,
+    /// (device, inode) of the host's root directory, in the kernel's encoding.
+    host_root: (u32, u64),
     pub problems: EventProblems,
 }
 
@@ -108,10 +112,13 @@ impl EbpfSensor {
             return Err(SensorError::NotPermitted);
         }
         raise_memlock();
-        let btf = Btf::from_kernel()?;
+        let btf = Btf::from_kernel().map_err(SensorError::Btf)?;
         let mut values = Vec::with_capacity(OFFSETS.len());
         for (global, strukt, member) in OFFSETS {
-            values.push((global, btf.offset(strukt, member)?));
+            values.push((
+                global,
+                btf.offset(strukt, member).map_err(SensorError::Btf)?,
+            ));
         }
         let mut loader = EbpfLoader::new();
         for (global, value) in &values {
@@ -178,6 +185,7 @@ impl EbpfSensor {
             ring,
             level_mask: 0,
             start_ns: monotonic_ns(),
+            host_root: host_root()?,
             problems: EventProblems::default(),
         })
     }
@@ -219,19 +227,22 @@ impl EbpfSensor {
             .readable_mut()
             .await
             .map_err(|e| SensorError::Map("EVENTS", e.to_string()))?;
-        let (ring, problems, start) = {
-            let start = self.start_ns;
-            (guard.get_inner_mut(), &mut self.problems, start)
+        let context = DecodeContext {
+            start_ns: self.start_ns,
+            host_root: self.host_root,
         };
-        drain_ring(ring, problems, start, out);
+        drain_ring(guard.get_inner_mut(), &mut self.problems, context, out);
         guard.clear_ready();
         Ok(())
     }
 
     /// Decodes whatever events are in the ring buffer now, without waiting.
     pub fn drain(&mut self, out: &mut Vec<SensorEvent>) {
-        let start = self.start_ns;
-        drain_ring(self.ring.get_mut(), &mut self.problems, start, out);
+        let context = DecodeContext {
+            start_ns: self.start_ns,
+            host_root: self.host_root,
+        };
+        drain_ring(self.ring.get_mut(), &mut self.problems, context, out);
     }
 
     pub fn counters(&self) -> Result<SensorCounters, SensorError> {
@@ -313,10 +324,27 @@ fn program_error(name: &str, e: aya::programs::ProgramError) -> SensorError {
     }
 }
 
+/// The root directory of the host, as the kernel encodes it: pid 1's, so that this also
+/// holds when slimd runs in a container with the host's pid namespace, or slimd's own when
+/// pid 1 cannot be inspected.
+fn host_root() -> Result<(u32, u64), SensorError> {
+    let st = rustix::fs::stat("/proc/1/root")
+        .or_else(|_| rustix::fs::stat("/"))
+        .map_err(|e| SensorError::Load(format!("cannot stat the host's root directory: {e}")))?;
+    let dev = (rustix::fs::major(st.st_dev) << 20) | rustix::fs::minor(st.st_dev);
+    Ok((dev, st.st_ino))
+}
+
+#[derive(Clone, Copy)]
+struct DecodeContext {
+    start_ns: u64,
+    host_root: (u32, u64),
+}
+
 fn drain_ring(
     ring: &mut RingBuf<MapData>,
     problems: &mut EventProblems,
-    start_ns: u64,
+    context: DecodeContext,
     out: &mut Vec<SensorEvent>,
 ) {
     while let Some(item) = ring.next() {
@@ -327,14 +355,18 @@ fn drain_ring(
         let ev: PathEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
         out.push(SensorEvent {
             watch_id: ev.watch_id,
-            access: decode(&ev, problems, start_ns),
+            access: decode(&ev, problems, context),
         });
     }
 }
 
-/// Turns a kernel event into an access; None (and a counted problem) when its path is not
-/// usable.
-fn decode(ev: &PathEvent, problems: &mut EventProblems, start_ns: u64) -> Option<Access> {
+/// Turns a kernel event into an access; None when the container runtime made it on the host
+/// side (before the container's root was in place), or (counted as a problem) when its path
+/// is not usable.
+fn decode(ev: &PathEvent, problems: &mut EventProblems, context: DecodeContext) -> Option<Access> {
+    if (ev.root_dev, ev.root_ino) == context.host_root {
+        return None;
+    }
     if ev.status & status::PATH_UNREADABLE != 0 {
         problems.unreadable += 1;
         return None;
@@ -380,7 +412,7 @@ fn decode(ev: &PathEvent, problems: &mut EventProblems, start_ns: u64) -> Option
         flags: ev.flags,
         pid: ev.tgid,
         comm: String::from_utf8_lossy(&ev.comm[..comm_len]).into_owned(),
-        at_ms: ev.ktime_ns.saturating_sub(start_ns) / 1_000_000,
+        at_ms: ev.ktime_ns.saturating_sub(context.start_ns) / 1_000_000,
     })
 }
 

@@ -1,0 +1,86 @@
+//! `slimd observe` of a running container, then `slimd build` from one or several reports.
+use tests::{ContainerGuard, TagGuard, docker, docker_run, e2e, images};
+
+#[test]
+fn attach_to_a_running_loop() {
+    let Some(env) = e2e("attach_to_a_running_loop") else {
+        return;
+    };
+    let image = images::APPS.ensure().expect("test image");
+    let name = "slimd-e2e-attach";
+    docker(&["rm", "-f", name]);
+    let body = "head -1 /etc/os-release; sleep 0.2";
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        image,
+        "sh",
+        "-c",
+        &format!("while true; do {body}; done"),
+    ])
+    .ok("starting the loop");
+    let _container = ContainerGuard(name.into());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = dir.path().join("attach.json");
+    let report = report.to_str().unwrap();
+    env.slimd(&["observe", name, "-o", report, "--duration", "2"])
+        .ok("slimd observe");
+    let tag = TagGuard::new("attach");
+    env.slimd(&["build", image, "--report", report, "--tag", tag.as_str()])
+        .ok("slimd build");
+    let want = docker_run(image, &["sh", "-c", body]).ok("original");
+    let got = docker_run(tag.as_str(), &["sh", "-c", body]).ok("slim");
+    assert_eq!(got.stdout, want.stdout);
+    assert!(want.stdout.starts_with("PRETTY_NAME="), "{}", want.stdout);
+}
+
+#[test]
+fn merged_reports_serve_both_commands() {
+    let Some(env) = e2e("merged_reports_serve_both_commands") else {
+        return;
+    };
+    let image = images::APPS.ensure().expect("test image");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let python = [
+        "python3",
+        "-c",
+        "import hashlib; print(hashlib.sha256(b'x').hexdigest()[:12])",
+    ];
+    let perl = [
+        "perl",
+        "-MList::Util=sum",
+        "-e",
+        "print sum(1..10), qq{\\n}",
+    ];
+    let mut reports = Vec::new();
+    for (name, cmd) in [("python", &python[..]), ("perl", &perl[..])] {
+        let report = dir
+            .path()
+            .join(format!("{name}.json"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let tag = TagGuard::new(&format!("merge-{name}"));
+        env.slim_run(image, tag.as_str(), &["-o", &report], cmd);
+        reports.push(report);
+    }
+    let tag = TagGuard::new("merged");
+    env.slimd(&[
+        "build",
+        image,
+        "-r",
+        &reports[0],
+        "-r",
+        &reports[1],
+        "--tag",
+        tag.as_str(),
+    ])
+    .ok("slimd build with two reports");
+    for cmd in [&python[..], &perl[..]] {
+        let want = docker_run(image, cmd).ok("original");
+        let got = docker_run(tag.as_str(), cmd).ok("merged slim image");
+        assert_eq!(got.stdout, want.stdout, "{cmd:?}");
+    }
+}

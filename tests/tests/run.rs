@@ -1,0 +1,123 @@
+//! `slimd run`: one command from an image to a slim image that does the same.
+use std::fs;
+
+use serde_json::Value;
+use tests::{TagGuard, docker_run, e2e, image_config, image_size, images};
+
+const PYTHON: &str = "import json,sqlite3; print(json.dumps(sqlite3.sqlite_version))";
+
+/// Runs `cmd` in the original and the slim image; both must succeed and print the same.
+#[track_caller]
+fn assert_same_output(original: &str, slim: &str, cmd: &[&str]) -> String {
+    let want = docker_run(original, cmd).ok("the original image");
+    let got = docker_run(slim, cmd).ok("the slim image");
+    assert_eq!(got.stdout, want.stdout, "stdout differs for {cmd:?}");
+    assert!(!want.stdout.trim().is_empty(), "{cmd:?} printed nothing");
+    want.stdout
+}
+
+#[test]
+fn python_one_liner() {
+    let Some(env) = e2e("python_one_liner") else {
+        return;
+    };
+    let image = images::APPS.ensure().expect("test image");
+    let tag = TagGuard::new("python");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = dir.path().join("report.json");
+    let cmd = ["python3", "-c", PYTHON];
+    let out = env.slim_run(image, tag.as_str(), &["-o", report.to_str().unwrap()], &cmd);
+    assert!(out.stdout.contains("Slimmed"), "no summary: {}", out.stdout);
+
+    assert_same_output(image, tag.as_str(), &cmd);
+    let (original, slim) = (image_size(image), image_size(tag.as_str()));
+    assert!(
+        slim * 10 < original,
+        "slim image {slim} B is not under 10% of {original} B"
+    );
+    // The command given after `--` was only for the observation.
+    assert_eq!(
+        image_config(tag.as_str())["Cmd"],
+        image_config(image)["Cmd"]
+    );
+
+    let report: Value =
+        serde_json::from_slice(&fs::read(&report).expect("report kept")).expect("JSON");
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["complete"], true);
+    assert_eq!(report["events"]["lost"], 0);
+    let python = &report["paths"]["/usr/bin/python3.11"];
+    assert!(
+        python["uses"]
+            .as_array()
+            .expect("uses")
+            .contains(&Value::from("exec")),
+        "{python}"
+    );
+    assert_eq!(report["paths"]["/usr/bin/python3"]["kind"], "symlink");
+}
+
+#[test]
+fn busybox_shell() {
+    let Some(env) = e2e("busybox_shell") else {
+        return;
+    };
+    let image = images::busybox().expect("test image");
+    let tag = TagGuard::new("busybox");
+    let cmd = ["sh", "-c", "ls / | wc -l"];
+    env.slim_run(image, tag.as_str(), &[], &cmd);
+    assert_same_output(image, tag.as_str(), &cmd);
+    assert!(image_size(tag.as_str()) <= image_size(image));
+}
+
+#[test]
+fn shell_pipeline_lists_the_same_directory() {
+    let Some(env) = e2e("shell_pipeline_lists_the_same_directory") else {
+        return;
+    };
+    let image = images::APPS.ensure().expect("test image");
+    let tag = TagGuard::new("pipeline");
+    let cmd = ["sh", "-c", "ls /etc | sort | head -3 | tr a-z A-Z"];
+    env.slim_run(image, tag.as_str(), &[], &cmd);
+    assert_same_output(image, tag.as_str(), &cmd);
+    assert!(image_size(tag.as_str()) * 20 < image_size(image));
+}
+
+#[test]
+fn default_command_and_config_carry_over() {
+    let Some(env) = e2e("default_command_and_config_carry_over") else {
+        return;
+    };
+    let base = images::APPS.ensure().expect("test image");
+    let app =
+        b"import os\nprint(os.environ['GREETING'], os.getcwd(), open('data.txt').read().strip())\n";
+    let image = images::derived(
+        "slimd-e2e/app:1.0",
+        &format!(
+            "FROM {base}\nWORKDIR /srv\nENV GREETING=hello\nCOPY app.py data.txt /srv/\n\
+             EXPOSE 8080\nLABEL org.example.role=test\nSTOPSIGNAL SIGINT\n\
+             ENTRYPOINT [\"python3\"]\nCMD [\"/srv/app.py\"]"
+        ),
+        &[("app.py", app), ("data.txt", b"from the image\n")],
+    )
+    .expect("derived image");
+    let slim = TagGuard("slimd-e2e/app:1.0-slim".into());
+    env.slimd(&["run", &image]).ok("slimd run");
+    let want = tests::docker(&["run", "--rm", &image]).ok("original");
+    let got = tests::docker(&["run", "--rm", slim.as_str()]).ok("slim");
+    assert_eq!(got.stdout, want.stdout);
+    assert_eq!(want.stdout, "hello /srv from the image\n");
+    let (a, b) = (image_config(&image), image_config(slim.as_str()));
+    for key in [
+        "Entrypoint",
+        "Cmd",
+        "Env",
+        "WorkingDir",
+        "ExposedPorts",
+        "Labels",
+        "StopSignal",
+        "User",
+    ] {
+        assert_eq!(a[key], b[key], "{key} differs");
+    }
+}
