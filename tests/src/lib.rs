@@ -140,6 +140,25 @@ pub fn image_config(image: &str) -> serde_json::Value {
     serde_json::from_str(&out.stdout).expect("JSON config")
 }
 
+/// The paths in an image's layers and their concatenated content, from `docker save`.
+pub fn image_layers(image: &str) -> (Vec<String>, Vec<u8>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let saved = dir.path().join("image.tar");
+    docker(&["save", "-o", saved.to_str().unwrap(), image]).ok("docker save");
+    let layers = format!("tar -xOf {} --wildcards '*/layer.tar'", saved.display());
+    let list = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!("{layers} | tar -t")))
+    .ok("listing the layers");
+    let content = Command::new("sh")
+        .arg("-c")
+        .arg(layers)
+        .output()
+        .expect("reading the layers")
+        .stdout;
+    (list.stdout.lines().map(str::to_owned).collect(), content)
+}
+
 pub fn image_exists(image: &str) -> bool {
     docker(&["image", "inspect", image]).code == Some(0)
 }

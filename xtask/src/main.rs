@@ -1,6 +1,6 @@
 use std::{
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, ExitCode},
 };
 
 use anyhow::{Context, bail};
@@ -20,7 +20,8 @@ enum Task {
     Demo,
     /// Set up what is missing, then run the whole test suite against the real engine and kernel.
     Test {
-        /// Arguments passed on to `cargo test` (a test name filter, `--nocapture`, ...).
+        /// Arguments passed on to `cargo test` (`--test fidelity`, a name filter,
+        /// `-- --nocapture`, ...).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -41,9 +42,19 @@ const DEMO_CMD: [&str; 3] = [
     "import json,sqlite3; print(json.dumps(sqlite3.sqlite_version))",
 ];
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match execute(Cli::parse().task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(task: Task) -> anyhow::Result<()> {
     let root = workspace_root();
-    match Cli::parse().task {
+    match task {
         Task::Demo => demo(&root),
         Task::Test { args } => test(&root, &args),
         Task::Setup => setup::ensure(),
@@ -113,8 +124,6 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .args(["test", "--workspace", "--exclude", "slim-ebpf"])
         .env("SLIMD_BIN", &slimd)
         .env("SLIMD_E2E", "required");
-    if !args.is_empty() {
-        cmd.arg("--").args(args);
-    }
+    cmd.args(args);
     run(&mut cmd)
 }

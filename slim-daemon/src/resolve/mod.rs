@@ -104,7 +104,13 @@ impl<'a> Resolver<'a> {
                 self.stats.mounted += 1;
                 None
             }
-            Outcome::Missing | Outcome::Loop => {
+            Outcome::Missing(reached) => {
+                // The directory a file would be created in, or looked for in, must exist.
+                self.record(&reached, Use::Stat, access);
+                self.stats.not_in_image += 1;
+                None
+            }
+            Outcome::Loop => {
                 self.stats.not_in_image += 1;
                 None
             }

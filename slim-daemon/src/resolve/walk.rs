@@ -21,8 +21,9 @@ const MAX_LINKS: usize = 40;
 pub enum Outcome {
     /// The path names this path of the image.
     Found(PathBuf),
-    /// Nothing in the image has that path (created at run time, or a failed lookup).
-    Missing,
+    /// Nothing in the image has that path (created at run time, or a failed lookup); the
+    /// deepest directory of the image the lookup reached, where such a file would be made.
+    Missing(PathBuf),
     /// The path leads into a mount of the container that is not the image (`/proc`, `/dev`,
     /// a bind mount or a volume).
     Mounted,
@@ -87,7 +88,7 @@ impl<'a> Walker<'a> {
             }
             let Some(node) = self.tree.get(&next) else {
                 return Walk {
-                    outcome: Outcome::Missing,
+                    outcome: Outcome::Missing(current),
                     links,
                 };
             };
@@ -114,7 +115,7 @@ impl<'a> Walker<'a> {
                 // A file in the middle of a path: ENOTDIR.
                 _ => {
                     return Walk {
-                        outcome: Outcome::Missing,
+                        outcome: Outcome::Missing(current),
                         links,
                     };
                 }
@@ -218,7 +219,7 @@ mod tests {
         let walker = Walker::new(&tree, &mounts);
         assert_eq!(
             walker.walk(Path::new("/"), b"/evil-abs", true).outcome,
-            Outcome::Missing
+            Outcome::Missing(PathBuf::from("/etc"))
         );
         assert_eq!(
             walker.walk(Path::new("/"), b"/evil-up", true).outcome,
@@ -251,7 +252,7 @@ mod tests {
         );
         assert_eq!(
             walker.walk(Path::new("/"), b"/etc/passwd/x", true).outcome,
-            Outcome::Missing
+            Outcome::Missing(PathBuf::from("/etc"))
         );
     }
 }
