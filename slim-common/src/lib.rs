@@ -24,9 +24,12 @@ pub const MAX_CGROUP_LEVEL: u32 = 16;
 pub mod config {
     /// Bitmask of the cgroup levels at which watched ancestors sit.
     pub const LEVELS: u32 = 0;
-    /// Set once an event had to wait for its syscall's exit: `sys_exit` has work to do.
+    /// Events waiting for their thread's next syscall.
     pub const PENDING: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// Bumped by user space whenever the watched set changes, which invalidates the
+    /// kernel's per-CPU cache of watch verdicts.
+    pub const GENERATION: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// `dirfd` value meaning "relative to the current working directory".
@@ -89,10 +92,10 @@ pub mod status {
     pub const PATH_TRUNCATED: u8 = 1 << 0;
     /// The directory walk did not reach the root within the buffer or the depth limit.
     pub const DIR_TRUNCATED: u8 = 1 << 1;
-    /// The user memory holding the path could not be read, even on the exit side.
+    /// The user memory holding the path could not be read, even at the next syscall.
     pub const PATH_UNREADABLE: u8 = 1 << 2;
-    /// The path was read on the syscall's exit side (its page was not yet resident on entry).
-    pub const FROM_EXIT: u8 = 1 << 3;
+    /// The path was read at the thread's next syscall (its page was not resident on entry).
+    pub const RETRIED: u8 = 1 << 3;
     /// `dir` holds a walked directory (or, with an empty `path`, the file itself).
     pub const HAS_DIR: u8 = 1 << 4;
     /// The final component must not be followed if it is a symlink.
@@ -123,6 +126,9 @@ pub struct SyscallSpec {
 pub const MAX_ARGS: u8 = 6;
 
 /// One path a watched process named, sent to user space through the ring buffer.
+///
+/// Events without a walked directory are sent cut after the path's last byte (rounded up to
+/// 8): user space must read them into a zeroed `PathEvent`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct PathEvent {
@@ -132,10 +138,17 @@ pub struct PathEvent {
     pub watch_id: u64,
     /// `bpf_ktime_get_ns` at the event.
     pub ktime_ns: u64,
+    /// Inode number of the process's root directory. With `root_dev`, this tells the
+    /// container runtime's own steps on the host side (before `pivot_root`) from the
+    /// container's processes.
+    pub root_ino: u64,
     pub tgid: u32,
     pub tid: u32,
     /// The raw flags argument (`O_*` or `AT_*`, see [`SyscallSpec::flags_kind`]).
     pub flags: u32,
+    pub syscall_nr: u32,
+    /// Device (kernel encoding: major << 20 | minor) of the process's root directory.
+    pub root_dev: u32,
     /// Bytes of `path` including the NUL, 0 when the syscall names no path.
     pub path_len: u16,
     /// Bytes used in `dir`.
@@ -145,13 +158,7 @@ pub struct PathEvent {
     pub op: u8,
     /// Bits of [`status`].
     pub status: u8,
-    pub syscall_nr: u32,
-    /// Device (kernel encoding: major << 20 | minor) of the process's root directory.
-    pub root_dev: u32,
-    /// Inode number of the process's root directory. With `root_dev`, this tells the
-    /// container runtime's own steps on the host side (before `pivot_root`) from the
-    /// container's processes.
-    pub root_ino: u64,
+    pub _pad: [u8; 4],
     pub comm: [u8; 16],
     /// The path exactly as the program passed it.
     pub path: [u8; PATH_CAP],
@@ -159,6 +166,11 @@ pub struct PathEvent {
     /// first, walked in the kernel up to the process's root (the container root).
     pub dir: [u8; DIR_BUF],
 }
+
+/// Bytes of an event up to its path.
+pub const PATH_OFFSET: usize = 80;
+const _: () = assert!(core::mem::offset_of!(PathEvent, path) == PATH_OFFSET);
+const _: () = assert!(core::mem::size_of::<PathEvent>() == PATH_OFFSET + PATH_CAP + DIR_BUF);
 
 /// Index of the counters in the per-CPU `STATS` array.
 pub mod stat {
@@ -168,23 +180,11 @@ pub mod stat {
     pub const SENT: u32 = 1;
     /// Events dropped in the kernel as repeats of a recently sent one.
     pub const DEDUPED: u32 = 2;
-    /// Paths that could only be read on the syscall's exit side.
+    /// Paths that could only be read when their thread entered its next syscall.
     pub const RETRIED: u32 = 3;
-    /// Pending exit-side retries that found no slot (map full): lost.
+    /// Pending retries that found no slot (map full): lost.
     pub const RETRY_LOST: u32 = 4;
     pub const COUNT: u32 = 5;
-}
-
-/// Key of the kernel-side de-duplication LRU map.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SeenKey {
-    pub cgroup_id: u64,
-    /// Identity of the base directory of a relative path (0 for absolute paths).
-    pub dir_dentry: u64,
-    pub dir_ino: u64,
-    /// Hash of the path, the op and the flag bits that change its meaning.
-    pub hash: u64,
 }
 
 #[cfg(feature = "user")]
@@ -193,5 +193,4 @@ mod pod {
     // every bit pattern.
     unsafe impl aya::Pod for super::SyscallSpec {}
     unsafe impl aya::Pod for super::PathEvent {}
-    unsafe impl aya::Pod for super::SeenKey {}
 }

@@ -157,6 +157,7 @@ impl Observation {
                 lost_per_cpu: counters.lost_per_cpu,
                 unreadable: problems.unreadable,
                 truncated: problems.truncated,
+                read_on_exit: counters.retried,
             },
             started_at: self.started_at,
             ended_at: SystemTime::now(),

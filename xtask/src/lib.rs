@@ -1,4 +1,5 @@
 //! Developer and CI tasks, also used as a library by the end-to-end tests.
+pub mod bench;
 pub mod ebpf;
 pub mod images;
 pub mod setup;

@@ -5,7 +5,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use xtask::{ebpf, images, setup, workspace_root};
+use xtask::{bench, ebpf, images, setup, workspace_root};
 
 #[derive(Parser)]
 #[command(about = "slimd developer and CI tasks")]
@@ -24,6 +24,15 @@ enum Task {
         /// `-- --nocapture`, ...).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Measure sensor overhead against bare and strace runs, and sensor capacity.
+    Bench {
+        /// Rounds of stat + open + close in the overhead workload.
+        #[arg(long, default_value_t = 1_000_000)]
+        rounds: u64,
+        /// Distinct paths per process in the capacity workload.
+        #[arg(long, default_value_t = 200_000)]
+        distinct: u64,
     },
     /// Install and start what slimd and its tests need (Docker engine, debootstrap, ...).
     Setup,
@@ -57,6 +66,11 @@ fn execute(task: Task) -> anyhow::Result<()> {
     match task {
         Task::Demo => demo(&root),
         Task::Test { args } => test(&root, &args),
+        Task::Bench { rounds, distinct } => {
+            setup::ensure()?;
+            let slimd = cargo_build(&root, true)?;
+            bench::run(&slimd, &bench::BenchOptions { rounds, distinct })
+        }
         Task::Setup => setup::ensure(),
         Task::Images => {
             for tag in [images::APPS.ensure()?, images::busybox()?] {

@@ -93,6 +93,9 @@ pub struct EventCounts {
     pub unreadable: u64,
     /// Paths or directories longer than the sensor keeps.
     pub truncated: u64,
+    /// Paths whose memory was only readable at their thread's next syscall (not a loss).
+    #[serde(default)]
+    pub read_on_exit: u64,
 }
 
 impl EventCounts {
@@ -106,6 +109,7 @@ impl EventCounts {
         self.lost += other.lost;
         self.unreadable += other.unreadable;
         self.truncated += other.truncated;
+        self.read_on_exit += other.read_on_exit;
         if self.lost_per_cpu.len() < other.lost_per_cpu.len() {
             self.lost_per_cpu.resize(other.lost_per_cpu.len(), 0);
         }

@@ -1,14 +1,15 @@
-//! The eBPF sensor: the `sys_enter`/`sys_exit` raw tracepoints and `sched_process_exec`,
+//! The eBPF sensor: the `sys_enter` and `sched_process_exec` BTF tracepoints,
 //! filtered in the kernel by cgroup, events through a ring buffer.
 use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, RawTracePoint},
+    programs::BtfTracePoint,
 };
 use slim_common::{
-    MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PathEvent, SyscallSpec, config, flags_kind, stat, status,
+    MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_OFFSET, PathEvent, SyscallSpec, config, flags_kind,
+    stat, status,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -22,8 +23,9 @@ use crate::runtime::cgroup::Cgroup;
 /// The compiled kernel side, built by `cargo xtask build-ebpf` and committed with a stamp.
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/slimd-ebpf.o");
 
-/// Ring buffer size: about 3,500 events in flight.
-const RING_BYTES: u32 = 8 << 20;
+/// Ring buffer size: about 300,000 events with short absolute paths in flight, or 13,000
+/// with walked directories.
+const RING_BYTES: u32 = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SensorError {
@@ -90,6 +92,8 @@ pub struct EbpfSensor {
     stats: PerCpuArray<MapData, u64>,
     ring: AsyncFd<RingBuf<MapData>>,
     level_mask: u64,
+    /// Last value written to `CONFIG[GENERATION]`.
+    generation: u64,
     start_ns: u64,
     /// (device, inode) of the host's root directory, in the kernel's encoding.
     host_root: (u32, u64),
@@ -152,18 +156,14 @@ impl EbpfSensor {
                 .set(def.nr as u32, spec, 0)
                 .map_err(map_err("SPECS"))?;
         }
-        for (program_name, tracepoint) in [("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")] {
-            let prog: &mut RawTracePoint = program(&mut ebpf, program_name)?;
-            prog.load().map_err(|e| program_error(program_name, e))?;
-            prog.attach(tracepoint)
+        let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| SensorError::Load(e.to_string()))?;
+        for (name, tracepoint) in [("sys_enter", "sys_enter"), ("exec", "sched_process_exec")] {
+            let prog: &mut BtfTracePoint = program(&mut ebpf, name)?;
+            prog.load(tracepoint, &kernel_btf)
+                .map_err(|e| program_error(name, e))?;
+            prog.attach()
                 .map_err(|e| SensorError::Attach(tracepoint.into(), e.to_string()))?;
         }
-        let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| SensorError::Load(e.to_string()))?;
-        let exec: &mut BtfTracePoint = program(&mut ebpf, "exec")?;
-        exec.load("sched_process_exec", &kernel_btf)
-            .map_err(|e| program_error("exec", e))?;
-        exec.attach()
-            .map_err(|e| SensorError::Attach("sched_process_exec".into(), e.to_string()))?;
 
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name)
@@ -184,6 +184,7 @@ impl EbpfSensor {
             stats,
             ring,
             level_mask: 0,
+            generation: 0,
             start_ns: monotonic_ns(),
             host_root: host_root()?,
             problems: EventProblems::default(),
@@ -213,11 +214,20 @@ impl EbpfSensor {
                 .set(config::LEVELS, self.level_mask, 0)
                 .map_err(map_err("CONFIG"))?;
         }
-        Ok(())
+        self.next_generation()
     }
 
     pub fn unwatch(&mut self, cgroup: &Cgroup) {
         let _ = self.watched.remove(&cgroup.id);
+        let _ = self.next_generation();
+    }
+
+    /// Invalidates the kernel's cached watch verdicts.
+    fn next_generation(&mut self) -> Result<(), SensorError> {
+        self.generation += 1;
+        self.config
+            .set(config::GENERATION, self.generation, 0)
+            .map_err(map_err("CONFIG"))
     }
 
     /// Waits until events are ready, then decodes all of them into `out`.
@@ -307,7 +317,8 @@ fn program_error(name: &str, e: aya::programs::ProgramError) -> SensorError {
             io_error,
             verifier_log,
         } => {
-            if io_error.kind() == std::io::ErrorKind::PermissionDenied {
+            // EPERM is a missing capability; EACCES is the verifier's refusal.
+            if io_error.raw_os_error() == Some(libc::EPERM) {
                 return SensorError::NotPermitted;
             }
             let log = verifier_log.to_string();
@@ -348,11 +359,17 @@ fn drain_ring(
     out: &mut Vec<SensorEvent>,
 ) {
     while let Some(item) = ring.next() {
-        if item.len() < size_of::<PathEvent>() {
+        if item.len() < PATH_OFFSET {
             continue;
         }
-        // SAFETY: the kernel wrote a whole PathEvent; it is plain data, valid for any bits.
-        let ev: PathEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        // Events without a directory come cut after their path.
+        // SAFETY: PathEvent is plain data, valid for any bits, zeros included.
+        let mut ev: PathEvent = unsafe { std::mem::zeroed() };
+        let len = item.len().min(size_of::<PathEvent>());
+        // SAFETY: `len` bytes fit both the item and the event.
+        unsafe {
+            std::ptr::copy_nonoverlapping(item.as_ptr(), (&mut ev as *mut PathEvent).cast(), len)
+        };
         out.push(SensorEvent {
             watch_id: ev.watch_id,
             access: decode(&ev, problems, context),

@@ -72,7 +72,7 @@ pub struct SensorCounters {
     pub sent: u64,
     pub deduplicated: u64,
     pub lost_per_cpu: Vec<u64>,
-    /// Paths read on the syscall's exit side.
+    /// Paths read at their thread's next syscall (not resident on entry).
     pub retried: u64,
 }
 
