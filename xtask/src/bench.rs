@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 
-use crate::images;
+use crate::{images, output};
 
 const IMAGE: &str = "slimd-bench/pathbench:1";
 const SOURCE: &str = include_str!("../bench/pathbench.c");
@@ -28,20 +28,6 @@ pub struct BenchOptions {
     pub rounds: u64,
     /// Distinct paths per process in the capacity workload.
     pub distinct: u64,
-}
-
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn docker(args: &[&str]) -> anyhow::Result<String> {

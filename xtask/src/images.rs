@@ -7,10 +7,12 @@
 use std::{
     fs::{self, File},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
 };
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+
+use crate::output;
 use sha2::{Digest, Sha256};
 
 const SUITE: &str = "bookworm";
@@ -52,21 +54,6 @@ fn lock_cache() -> anyhow::Result<File> {
     Ok(file)
 }
 
-fn run(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn recipe_hash(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -79,7 +66,7 @@ fn recipe_hash(parts: &[&str]) -> String {
 /// The recipe label of an existing image, or None when the image is not there.
 fn image_recipe(tag: &str) -> Option<String> {
     let format = format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}");
-    run(Command::new("docker").args(["image", "inspect", "--format", &format, tag]))
+    output(Command::new("docker").args(["image", "inspect", "--format", &format, tag]))
         .ok()
         .map(|s| s.trim().to_owned())
 }
@@ -125,30 +112,34 @@ fn debootstrap(packages: &[&str], tarball: &Path) -> anyhow::Result<()> {
         "making a {SUITE} rootfs with {} (about a minute)",
         packages.join(", ")
     );
-    run(Command::new("debootstrap")
-        .arg("--variant=minbase")
-        .arg(format!("--cache-dir={}", debs.display()))
-        .arg(include)
-        .arg(SUITE)
-        .arg(&rootfs)
-        .arg(MIRROR))
+    output(
+        Command::new("debootstrap")
+            .arg("--variant=minbase")
+            .arg(format!("--cache-dir={}", debs.display()))
+            .arg(include)
+            .arg(SUITE)
+            .arg(&rootfs)
+            .arg(MIRROR),
+    )
     .context("debootstrap (install it with `apt-get install debootstrap`)")?;
     // Files that only make sense on the machine that ran debootstrap.
     for host_file in ["etc/hostname", "etc/resolv.conf"] {
         let _ = fs::remove_file(rootfs.join(host_file));
     }
     let partial = tarball.with_extension("tar.partial");
-    run(Command::new("tar")
-        .args([
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=security.capability",
-        ])
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&partial)
-        .arg("."))?;
+    output(
+        Command::new("tar")
+            .args([
+                "--numeric-owner",
+                "--xattrs",
+                "--xattrs-include=security.capability",
+            ])
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&partial)
+            .arg("."),
+    )?;
     fs::rename(&partial, tarball)?;
     fs::remove_dir_all(&work)?;
     Ok(())
@@ -162,7 +153,7 @@ fn import(tarball: &Path, tag: &str, recipe: &str, changes: &[&str]) -> anyhow::
     }
     cmd.args(["--change", &format!("LABEL {RECIPE_LABEL}={recipe}")]);
     cmd.arg(tarball).arg(tag);
-    run(&mut cmd).with_context(|| format!("importing {}", tarball.display()))?;
+    output(&mut cmd).with_context(|| format!("importing {}", tarball.display()))?;
     Ok(())
 }
 
@@ -181,9 +172,11 @@ pub fn busybox() -> anyhow::Result<&'static str> {
         let _ = fs::remove_dir_all(&work);
         let root = work.join("root");
         fs::create_dir_all(root.join("bin"))?;
-        run(Command::new("apt-get")
-            .current_dir(&work)
-            .args(["download", "busybox-static"]))
+        output(
+            Command::new("apt-get")
+                .current_dir(&work)
+                .args(["download", "busybox-static"]),
+        )
         .context("apt-get download busybox-static")?;
         let deb = fs::read_dir(&work)?
             .filter_map(Result::ok)
@@ -191,9 +184,9 @@ pub fn busybox() -> anyhow::Result<&'static str> {
             .find(|p| p.extension().is_some_and(|e| e == "deb"))
             .context("apt-get download left no .deb")?;
         let unpacked = work.join("unpacked");
-        run(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
+        output(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
         fs::copy(unpacked.join("bin/busybox"), root.join("bin/busybox"))?;
-        let applets = run(Command::new(root.join("bin/busybox")).arg("--list"))?;
+        let applets = output(Command::new(root.join("bin/busybox")).arg("--list"))?;
         for applet in applets.lines().filter(|a| *a != "busybox" && !a.is_empty()) {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
         }
@@ -201,12 +194,14 @@ pub fn busybox() -> anyhow::Result<&'static str> {
             fs::create_dir_all(root.join(dir))?;
         }
         let partial = tarball.with_extension("tar.partial");
-        run(Command::new("tar")
-            .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-            .arg(&root)
-            .arg("-cf")
-            .arg(&partial)
-            .arg("."))?;
+        output(
+            Command::new("tar")
+                .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+                .arg(&root)
+                .arg("-cf")
+                .arg(&partial)
+                .arg("."),
+        )?;
         fs::rename(&partial, &tarball)?;
         fs::remove_dir_all(&work)?;
     }
@@ -234,7 +229,7 @@ pub fn derived(tag: &str, dockerfile: &str, files: &[(&str, &[u8])]) -> anyhow::
         .context("the Dockerfile has no FROM line")?
         .trim();
     let base_id =
-        run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", base]))?;
+        output(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", base]))?;
     parts.push(base_id.trim());
     let recipe = recipe_hash(&parts);
     if image_recipe(tag).as_deref() == Some(recipe.as_str()) {
@@ -254,10 +249,12 @@ pub fn derived(tag: &str, dockerfile: &str, files: &[(&str, &[u8])]) -> anyhow::
         }
         fs::write(&path, data)?;
     }
-    let result = run(Command::new("docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "--quiet", "--network", "none", "-t", tag])
-        .arg(&dir));
+    let result = output(
+        Command::new("docker")
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "--quiet", "--network", "none", "-t", tag])
+            .arg(&dir),
+    );
     let _ = fs::remove_dir_all(&dir);
     result.with_context(|| format!("building test image {tag}"))?;
     Ok(tag.to_owned())
