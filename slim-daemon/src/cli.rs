@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::image::engine::Via;
+use crate::{image::engine::Via, sensor::SensorChoice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +33,14 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+pub struct SensorArgs {
+    /// How to watch: eBPF, fanotify (which cannot see stat calls or symlinks), or eBPF with
+    /// fanotify as the fallback.
+    #[arg(long, value_enum, default_value_t = SensorChoice::Auto)]
+    pub sensor: SensorChoice,
+}
+
+#[derive(Debug, Args)]
 pub struct ObserveArgs {
     /// The container (name or id); it must be running.
     pub container: String,
@@ -42,6 +50,8 @@ pub struct ObserveArgs {
     /// Stop after this many seconds (default: when the container exits, or on Ctrl-C).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+    #[command(flatten)]
+    pub sensor: SensorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +95,8 @@ pub struct RunArgs {
     /// Build even if events were lost.
     #[arg(long)]
     pub allow_incomplete: bool,
+    #[command(flatten)]
+    pub sensor: SensorArgs,
     #[command(flatten)]
     pub source: ImageSourceArgs,
     /// The command to run instead of the image's Cmd while observing (the slim image keeps

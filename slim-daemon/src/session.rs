@@ -16,7 +16,7 @@ use crate::{
         mountinfo::{self, ContainerMounts},
     },
     runtime::cgroup::Cgroup,
-    sensor::{Access, AccessKey, AccessOp, EbpfSensor, SensorError, ebpf::SensorEvent},
+    sensor::{Access, AccessKey, AccessOp, Sensor, SensorError, SensorEvent},
 };
 
 /// Live numbers, for progress displays.
@@ -27,8 +27,10 @@ pub struct Progress {
 }
 
 pub struct Observation {
-    sensor: EbpfSensor,
-    watch: Cgroup,
+    sensor: Sensor,
+    watch_id: u64,
+    /// The watched container's cgroup (or the parent it will start in).
+    cgroup: Cgroup,
     accesses: HashMap<AccessKey, Access>,
     received: u64,
     started_at: SystemTime,
@@ -39,6 +41,7 @@ pub struct Observation {
 
 /// What an observation saw, before it is resolved against the image.
 pub struct Recording {
+    pub sensor: SensorInfo,
     pub accesses: Vec<Access>,
     pub mounts: Option<ContainerMounts>,
     pub events: EventCounts,
@@ -47,24 +50,20 @@ pub struct Recording {
 }
 
 impl Observation {
-    /// Arms the sensor for `watch` (and, with `subtree`, every cgroup below it).
-    pub fn start(
-        mut sensor: EbpfSensor,
-        watch: Cgroup,
-        subtree: bool,
-    ) -> Result<Self, SensorError> {
-        sensor.watch(&watch, subtree)?;
-        sensor.reset_clock();
-        Ok(Observation {
+    /// Records the events of an armed sensor whose events carry `watch_id`; `cgroup` is the
+    /// container's cgroup (or the parent it will start in).
+    pub fn new(sensor: Sensor, watch_id: u64, cgroup: Cgroup) -> Self {
+        Observation {
             sensor,
-            watch,
+            watch_id,
+            cgroup,
             accesses: HashMap::new(),
             received: 0,
             started_at: SystemTime::now(),
             mounts: None,
             tried_pids: BTreeSet::new(),
             batch: Vec::new(),
-        })
+        }
     }
 
     /// Takes the container's mount table from one of its processes (the first that answers).
@@ -81,7 +80,7 @@ impl Observation {
     /// their working directory and every file they have mapped (libraries loaded before the
     /// observation began). For attaching to a running container.
     pub fn snapshot_running(&mut self) {
-        let Ok(procs) = std::fs::read_to_string(self.watch.dir.join("cgroup.procs")) else {
+        let Ok(procs) = std::fs::read_to_string(self.cgroup.dir.join("cgroup.procs")) else {
             return;
         };
         for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
@@ -124,7 +123,7 @@ impl Observation {
     fn absorb(&mut self) {
         let batch = std::mem::take(&mut self.batch);
         for event in &batch {
-            if event.watch_id != self.watch.id {
+            if event.watch_id != self.watch_id {
                 continue;
             }
             self.received += 1;
@@ -139,15 +138,18 @@ impl Observation {
         self.batch.clear();
     }
 
-    /// Stops watching and returns what was recorded.
+    /// Stops watching (the sensor is unloaded) and returns what was recorded.
     pub fn finish(mut self) -> Result<Recording, SensorError> {
         self.drain();
-        self.sensor.unwatch(&self.watch);
         let counters = self.sensor.counters()?;
-        let problems = self.sensor.problems.clone();
+        let problems = self.sensor.problems();
         let mut accesses: Vec<Access> = self.accesses.into_values().collect();
         accesses.sort_by_key(|a| a.at_ms);
         Ok(Recording {
+            sensor: SensorInfo {
+                kind: self.sensor.kind().to_owned(),
+                blind_spots: self.sensor.blind_spots(),
+            },
             accesses,
             mounts: self.mounts,
             events: EventCounts {
@@ -239,11 +241,6 @@ fn search_path(proc_dir: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// What the eBPF sensor cannot see, for the report.
-pub fn ebpf_blind_spots() -> Vec<String> {
-    vec!["files mapped or opened by the kernel without a syscall, other than exec and its interpreters".into()]
-}
-
 /// The mount points other than the root, from the recording or, when no process of the
 /// container could be asked, from what the engine says it mounted.
 pub fn mount_points(recording: &Recording, engine_mounts: &[String]) -> BTreeSet<PathBuf> {
@@ -283,10 +280,7 @@ pub fn make_report(
         generator: AccessReport::generator(),
         image,
         containers: vec![container],
-        sensor: SensorInfo {
-            kind: "ebpf".into(),
-            blind_spots: ebpf_blind_spots(),
-        },
+        sensor: recording.sensor.clone(),
         started_at: humantime::format_rfc3339_millis(recording.started_at).to_string(),
         ended_at: humantime::format_rfc3339_millis(recording.ended_at).to_string(),
         complete: recording.events.is_complete(),

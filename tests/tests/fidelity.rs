@@ -29,10 +29,16 @@ fn fixture_image() -> String {
 /// Slims the fixture image while running `cmd`, then runs `cmd` in both images.
 #[track_caller]
 fn same_output(test: &str, cmd: &[&str], expected: &str) {
+    same_output_with(test, &[], cmd, expected);
+}
+
+/// `same_output` with more options for `slimd run` (`--sensor fanotify`).
+#[track_caller]
+fn same_output_with(test: &str, options: &[&str], cmd: &[&str], expected: &str) {
     let Some(env) = e2e(test) else { return };
     let image = fixture_image();
     let tag = TagGuard::new(test);
-    env.slim_run(&image, tag.as_str(), &[], cmd);
+    env.slim_run(&image, tag.as_str(), options, cmd);
     let want = docker_run(&image, cmd).ok("the original image");
     assert_eq!(want.stdout, expected, "the original prints something else");
     let got = docker_run(tag.as_str(), cmd).ok("the slim image");
@@ -175,4 +181,64 @@ fn files_made_at_run_time_stay_out() {
     assert_eq!(mode.stdout, "sticky\n");
     let again = docker_run(tag.as_str(), &cmd).ok("the command in the slim image");
     assert_eq!(again.stdout, "made\n");
+}
+
+// The same cases with the fanotify sensor, except what needs stat visibility: `[ -e ]`,
+// directories only passed through (`sub/..`), and Python, which stats its sources before it
+// reads the cached bytecode.
+const FANOTIFY: &[&str] = &["--sensor", "fanotify"];
+
+#[test]
+fn fanotify_shell_script_with_text_tools() {
+    same_output_with(
+        "fanotify_shell_script_with_text_tools",
+        FANOTIFY,
+        &["textproc.sh"],
+        "1=a\n2=b\n",
+    );
+}
+
+#[test]
+fn fanotify_relative_opens_after_cd() {
+    same_output_with(
+        "fanotify_relative_opens_after_cd",
+        FANOTIFY,
+        &["sh", "-c", "cd /srv/data && cat rel.txt"],
+        "relative-ok\n",
+    );
+}
+
+#[test]
+fn fanotify_chain_of_symlinks_to_a_directory() {
+    same_output_with(
+        "fanotify_chain_of_symlinks_to_a_directory",
+        FANOTIFY,
+        &["cat", "/srv/link1/file.txt"],
+        "through-links\n",
+    );
+}
+
+#[test]
+fn fanotify_zoneinfo_through_tz() {
+    same_output_with(
+        "fanotify_zoneinfo_through_tz",
+        FANOTIFY,
+        &["sh", "-c", "TZ=Asia/Tokyo date -d @0 '+%H:%M %Z'"],
+        "09:00 JST\n",
+    );
+}
+
+#[test]
+fn fanotify_perl_xs_module() {
+    same_output_with(
+        "fanotify_perl_xs_module",
+        FANOTIFY,
+        &[
+            "perl",
+            "-MList::Util=sum",
+            "-e",
+            "print sum(1..10), qq{\\n}",
+        ],
+        "55\n",
+    );
 }

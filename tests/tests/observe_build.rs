@@ -3,11 +3,19 @@ use tests::{ContainerGuard, TagGuard, docker, docker_run, e2e, images};
 
 #[test]
 fn attach_to_a_running_loop() {
-    let Some(env) = e2e("attach_to_a_running_loop") else {
-        return;
-    };
+    attach("attach_to_a_running_loop", "ebpf");
+}
+
+#[test]
+fn attach_with_fanotify() {
+    attach("attach_with_fanotify", "fanotify");
+}
+
+fn attach(test: &str, sensor: &str) {
+    let Some(env) = e2e(test) else { return };
     let image = images::APPS.ensure().expect("test image");
-    let name = "slimd-e2e-attach";
+    let name = format!("slimd-e2e-{test}");
+    let name = name.as_str();
     docker(&["rm", "-f", name]);
     let body = "head -1 /etc/os-release; sleep 0.2";
     docker(&[
@@ -25,9 +33,18 @@ fn attach_to_a_running_loop() {
     let dir = tempfile::tempdir().expect("temp dir");
     let report = dir.path().join("attach.json");
     let report = report.to_str().unwrap();
-    env.slimd(&["observe", name, "-o", report, "--duration", "2"])
-        .ok("slimd observe");
-    let tag = TagGuard::new("attach");
+    env.slimd(&[
+        "observe",
+        name,
+        "-o",
+        report,
+        "--duration",
+        "2",
+        "--sensor",
+        sensor,
+    ])
+    .ok("slimd observe");
+    let tag = TagGuard::new(test);
     env.slimd(&["build", image, "--report", report, "--tag", tag.as_str()])
         .ok("slimd build");
     let want = docker_run(image, &["sh", "-c", body]).ok("original");

@@ -121,3 +121,30 @@ fn default_command_and_config_carry_over() {
         assert_eq!(a[key], b[key], "{key} differs");
     }
 }
+
+#[test]
+fn fanotify_sensor_says_what_it_cannot_see() {
+    let Some(env) = e2e("fanotify_sensor_says_what_it_cannot_see") else {
+        return;
+    };
+    let image = images::busybox().expect("test image");
+    let tag = TagGuard::new("fanotify-busybox");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = dir.path().join("report.json");
+    let cmd = ["sh", "-c", "ls / | wc -l"];
+    env.slim_run(
+        image,
+        tag.as_str(),
+        &["--sensor", "fanotify", "-o", report.to_str().unwrap()],
+        &cmd,
+    );
+    assert_same_output(image, tag.as_str(), &cmd);
+    let report: Value =
+        serde_json::from_slice(&fs::read(&report).expect("report kept")).expect("JSON");
+    assert_eq!(report["sensor"]["kind"], "fanotify");
+    let spots = report["sensor"]["blind_spots"].to_string();
+    assert!(
+        spots.contains("stat") && spots.contains("symlinks"),
+        "{spots}"
+    );
+}

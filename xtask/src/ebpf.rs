@@ -71,7 +71,16 @@ pub fn check(root: &Path) -> anyhow::Result<()> {
 }
 
 /// Builds the eBPF crate with nightly and bpf-linker, then installs the object and its stamp.
+/// The sources are formatted first, so that a later `cargo fmt` cannot make the stamp stale.
 pub fn build(root: &Path) -> anyhow::Result<()> {
+    let fmt = Command::new("cargo")
+        .current_dir(root)
+        .args(["fmt", "--package", "slim-ebpf", "--package", "slim-common"])
+        .status()
+        .context("running cargo fmt")?;
+    if !fmt.success() {
+        bail!("cargo fmt failed ({fmt})");
+    }
     let target_dir = root.join("target/ebpf");
     let status = Command::new("cargo")
         .current_dir(root)

@@ -29,6 +29,35 @@ pub struct ImageNeeds {
     pub ld_library_path: Option<String>,
 }
 
+/// Whether every sensor behind the report saw the symlinks paths went through (fanotify
+/// sees only the files opened at their end).
+fn sees_symlinks(report: &AccessReport) -> bool {
+    !report.sensor.kind.split(',').any(|k| k == "fanotify")
+}
+
+/// Keeps every symlink of the image that leads to a kept path or to a directory on the way
+/// to one: a workload may have reached the path through any of them.
+fn keep_links_to_kept(files: &ImageFiles, walker: &Walker<'_>, whole: &mut BTreeSet<PathBuf>) {
+    let dirs: BTreeSet<PathBuf> = whole
+        .iter()
+        .flat_map(|p| p.ancestors().skip(1).map(Path::to_path_buf))
+        .collect();
+    let links: Vec<PathBuf> = files
+        .tree
+        .iter()
+        .filter(|(_, node)| matches!(node.kind, Kind::Symlink(_)))
+        .map(|(path, _)| path.clone())
+        .collect();
+    for link in links {
+        let walk = walker.walk(Path::new("/"), link.as_os_str().as_bytes(), true);
+        if let Outcome::Found(target) = walk.outcome
+            && (whole.contains(&target) || dirs.contains(&target))
+        {
+            whole.extend(walk.links);
+        }
+    }
+}
+
 /// The closure of the used paths:
 /// - every used path, with every parent directory;
 /// - every symlink on the way to it (the report lists them) and every symlink's target;
@@ -67,6 +96,10 @@ pub fn select(files: &ImageFiles, report: &AccessReport, needs: &ImageNeeds) -> 
             .outcome
     {
         whole.insert(found);
+    }
+
+    if !sees_symlinks(report) {
+        keep_links_to_kept(files, &walker, &mut whole);
     }
 
     // Symlink targets, until nothing new turns up (a target may itself be a link).

@@ -47,6 +47,13 @@ async fn deadline(secs: Option<f64>) {
     }
 }
 
+/// The warning when `--sensor auto` falls back to fanotify.
+fn fanotify_fallback(e: &crate::sensor::SensorError) -> String {
+    format!(
+        "eBPF is not available ({e}); watching with fanotify, which cannot see stat calls or symlinks"
+    )
+}
+
 fn summary_line(s: &BuildSummary) -> String {
     let percent = if s.original_size == 0 {
         0.0

@@ -1,13 +1,15 @@
 //! `slimd observe`: watch a running container and write its access report.
+use std::path::Path;
+
 use anyhow::Context;
 
-use super::{Stop, deadline, interrupted};
+use super::{Stop, deadline, fanotify_fallback, interrupted};
 use crate::{
     cli::ObserveArgs,
     image::{ImageFiles, engine},
     report::{ContainerRef, ImageRef},
     runtime::{Docker, cgroup},
-    sensor::EbpfSensor,
+    sensor::Sensor,
     session::{self, Observation},
     ui::{self, Ui},
 };
@@ -17,10 +19,11 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
     let container = docker.running_container(&args.container).await?;
     let pid = container.pid.expect("a running container has a pid");
     let image = docker.image(&container.image_id).await?;
-    let sensor = EbpfSensor::load()?;
+    let mut sensor = Sensor::load(args.sensor.sensor, |e| ui.warn(fanotify_fallback(e)))?;
     let root = cgroup::unified_root()?;
     let cgroup = cgroup::Cgroup::of_process(&root, pid)?;
-    let mut observation = Observation::start(sensor, cgroup, false)?;
+    let watch_id = sensor.watch_container(&cgroup, Path::new(&format!("/proc/{pid}/root")))?;
+    let mut observation = Observation::new(sensor, watch_id, cgroup);
     observation.learn_mounts_from(pid);
     observation.snapshot_running();
     ui.info(format!(

@@ -1,25 +1,28 @@
 //! `slimd run`: run an image, observe it from its first instruction, build the slim image.
-use std::collections::HashMap;
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use anyhow::Context;
 
-use super::{Stop, deadline, interrupted, summary_line};
+use super::{Stop, deadline, fanotify_fallback, interrupted, summary_line};
 use crate::{
     build::{self, BuildOptions},
     cli::RunArgs,
     image::engine,
     report::{ContainerRef, ImageRef},
+    resolve::mountinfo,
     runtime::{
-        CreateSpec, Docker,
+        CreateSpec, Docker, ImageInfo, RuntimeError,
         cgroup::{self, Cgroup},
     },
-    sensor::EbpfSensor,
+    sensor::{FanotifySensor, Sensor, SensorError},
     session::{self, Observation},
     ui::Ui,
 };
 
 /// Seconds a container gets to stop on its StopSignal before it is killed.
 const STOP_GRACE_SECS: i32 = 10;
+/// How often to look for the container's root mount while it starts (fanotify).
+const MOUNT_POLL: Duration = Duration::from_millis(1);
 
 pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
     let docker = Docker::connect().await?;
@@ -32,13 +35,13 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
             engine_info.cgroup_driver
         );
     }
-    let sensor = EbpfSensor::load()?;
+    let sensor = Sensor::load(args.sensor.sensor, |e| ui.warn(fanotify_fallback(e)))?;
     let root = cgroup::unified_root()?;
     let run_id = format!("{:x}{:x}", std::process::id(), rand_suffix());
+    // The container starts in a cgroup below one slimd made, so that the sensor can watch it
+    // before its first instruction.
     let parent_rel = format!("/slimd/{run_id}");
     let parent = Cgroup::create(&root, parent_rel.as_ref())?;
-    let observation = Observation::start(sensor, parent.clone(), true)?;
-
     let name = format!("slimd-run-{run_id}");
     let spec = CreateSpec {
         image: image.id.clone(),
@@ -47,7 +50,7 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         cgroup_parent: Some(parent_rel.clone()),
         labels: HashMap::from([("slimd.run".to_owned(), run_id.clone())]),
     };
-    let result = run_and_build(&docker, &args, ui, &image, &spec, observation).await;
+    let result = run_and_build(&docker, &args, ui, &image, &spec, sensor, &parent).await;
     if let Err(e) = docker.remove_container(&name).await {
         ui.warn(format!("could not remove container {name}: {e}"));
     }
@@ -64,17 +67,86 @@ fn rand_suffix() -> u32 {
         .unwrap_or(0)
 }
 
+/// Creates and starts the container with the sensor watching from its first instruction.
+async fn start_observed(
+    docker: &Docker,
+    spec: &CreateSpec,
+    sensor: Sensor,
+    parent: &Cgroup,
+) -> anyhow::Result<(String, Observation)> {
+    match sensor {
+        Sensor::Ebpf(_) => {
+            let mut sensor = sensor;
+            let watch_id = sensor.watch_cgroup(parent, true)?;
+            let id = docker.create(spec).await?;
+            docker.start(&id).await?;
+            Ok((id, Observation::new(sensor, watch_id, parent.clone())))
+        }
+        Sensor::Fanotify(mut fanotify) => {
+            let id = docker.create(spec).await?;
+            let merged = docker.container(&id).await?.merged_dir;
+            // The root file system only exists once the engine mounts it, just before the
+            // container's first process runs: mark it the moment it appears.
+            let (started, marked) = tokio::join!(docker.start(&id), async {
+                mark_when_mounted(&mut fanotify, merged.as_deref(), parent.id).await
+            });
+            started?;
+            let container = docker.container(&id).await?;
+            if !marked? {
+                let pid = container.pid.ok_or_else(|| {
+                    RuntimeError::NotRunning(
+                        spec.name.clone(),
+                        "it exited before it could be watched".into(),
+                    )
+                })?;
+                fanotify.mark(Path::new(&format!("/proc/{pid}/root")), parent.id)?;
+            }
+            // The container may already be gone: then there is nothing running to snapshot.
+            let cgroup = container
+                .pid
+                .and_then(|pid| Cgroup::of_process(&cgroup::unified_root().ok()?, pid).ok())
+                .unwrap_or_else(|| parent.clone());
+            let mut observation = Observation::new(Sensor::Fanotify(fanotify), parent.id, cgroup);
+            observation.snapshot_running();
+            Ok((id, observation))
+        }
+    }
+}
+
+/// Marks the overlay at `merged` as soon as it is mounted; false when there is no such
+/// directory to wait for, or it did not appear within a few seconds.
+async fn mark_when_mounted(
+    fanotify: &mut FanotifySensor,
+    merged: Option<&Path>,
+    watch_id: u64,
+) -> Result<bool, SensorError> {
+    let Some(merged) = merged else {
+        return Ok(false);
+    };
+    for _ in 0..5000 {
+        let mounted = mountinfo::read_self()
+            .map(|table| table.iter().any(|m| m.mount_point == merged))
+            .unwrap_or(false);
+        if mounted {
+            fanotify.mark(merged, watch_id)?;
+            return Ok(true);
+        }
+        tokio::time::sleep(MOUNT_POLL).await;
+    }
+    Ok(false)
+}
+
 async fn run_and_build(
     docker: &Docker,
     args: &RunArgs,
     ui: Ui,
-    image: &crate::runtime::ImageInfo,
+    image: &ImageInfo,
     spec: &CreateSpec,
-    mut observation: Observation,
+    sensor: Sensor,
+    parent: &Cgroup,
 ) -> anyhow::Result<()> {
-    let id = docker.create(spec).await?;
+    let (id, mut observation) = start_observed(docker, spec, sensor, parent).await?;
     ui.info(format!("running {} as {}", args.image, spec.name));
-    docker.start(&id).await?;
     let stop = observation
         .record_until(async {
             let why = tokio::select! {
@@ -84,7 +156,7 @@ async fn run_and_build(
             };
             docker.stop(&id, STOP_GRACE_SECS).await?;
             docker.wait(&id).await?;
-            Ok::<_, crate::runtime::RuntimeError>(why)
+            Ok::<_, RuntimeError>(why)
         })
         .await??;
     let recording = observation.finish()?;

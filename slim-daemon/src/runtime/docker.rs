@@ -50,6 +50,8 @@ pub struct ContainerInfo {
     pub exit_code: Option<i64>,
     /// Where Docker mounted volumes and bind mounts inside the container.
     pub mount_destinations: Vec<String>,
+    /// Where the engine mounts the container's root file system on the host (overlay2).
+    pub merged_dir: Option<std::path::PathBuf>,
 }
 
 /// What slimd needs to know about an image.
@@ -199,6 +201,9 @@ impl Docker {
                 .into_iter()
                 .filter_map(|m| m.destination)
                 .collect(),
+            merged_dir: c
+                .graph_driver
+                .and_then(|g| g.data.get("MergedDir").map(std::path::PathBuf::from)),
         })
     }
 

@@ -191,14 +191,10 @@ impl EbpfSensor {
         })
     }
 
-    /// Restarts the clock that `Access::at_ms` counts from.
-    pub fn reset_clock(&mut self) {
-        self.start_ns = monotonic_ns();
-    }
-
     /// Watches the processes of a cgroup; with `subtree`, also those of every cgroup below
-    /// it, including ones created later.
+    /// it, including ones created later. `Access::at_ms` counts from the latest watch.
     pub fn watch(&mut self, cgroup: &Cgroup, subtree: bool) -> Result<(), SensorError> {
+        self.start_ns = monotonic_ns();
         self.watched
             .insert(cgroup.id, 1, 0)
             .map_err(map_err("WATCHED"))?;
@@ -215,11 +211,6 @@ impl EbpfSensor {
                 .map_err(map_err("CONFIG"))?;
         }
         self.next_generation()
-    }
-
-    pub fn unwatch(&mut self, cgroup: &Cgroup) {
-        let _ = self.watched.remove(&cgroup.id);
-        let _ = self.next_generation();
     }
 
     /// Invalidates the kernel's cached watch verdicts.

@@ -1,11 +1,127 @@
 //! Sensors: what the processes of a watched container named, seen from the host kernel.
 pub mod btf;
 pub mod ebpf;
+pub mod fanotify;
 mod syscalls;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-pub use ebpf::{EbpfSensor, SensorError};
+pub use ebpf::{EbpfSensor, SensorError, SensorEvent};
+pub use fanotify::FanotifySensor;
+
+use crate::runtime::cgroup::Cgroup;
+
+/// Which sensor to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SensorChoice {
+    /// eBPF, or fanotify when BPF is not permitted.
+    #[default]
+    Auto,
+    Ebpf,
+    Fanotify,
+}
+
+/// A loaded sensor.
+pub enum Sensor {
+    Ebpf(Box<EbpfSensor>),
+    Fanotify(FanotifySensor),
+}
+
+impl Sensor {
+    /// Loads the chosen sensor; `auto` falls back to fanotify (with a warning through
+    /// `fallback`) when the kernel refuses the eBPF programs.
+    pub fn load(
+        choice: SensorChoice,
+        fallback: impl FnOnce(&SensorError),
+    ) -> Result<Self, SensorError> {
+        match choice {
+            SensorChoice::Ebpf => EbpfSensor::load().map(|s| Sensor::Ebpf(Box::new(s))),
+            SensorChoice::Fanotify => FanotifySensor::new().map(Sensor::Fanotify),
+            SensorChoice::Auto => match EbpfSensor::load() {
+                Ok(s) => Ok(Sensor::Ebpf(Box::new(s))),
+                Err(
+                    e
+                    @ (SensorError::NotPermitted | SensorError::Load(_) | SensorError::Attach(..)),
+                ) => {
+                    if !rustix::process::geteuid().is_root() {
+                        return Err(e);
+                    }
+                    fallback(&e);
+                    FanotifySensor::new().map(Sensor::Fanotify)
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Sensor::Ebpf(_) => "ebpf",
+            Sensor::Fanotify(_) => "fanotify",
+        }
+    }
+
+    /// What the sensor cannot see, for the report.
+    pub fn blind_spots(&self) -> Vec<String> {
+        let spots: &[&str] = match self {
+            Sensor::Ebpf(_) => &[
+                "files mapped or opened by the kernel without a syscall, other than exec and its interpreters",
+            ],
+            Sensor::Fanotify(_) => &[
+                "stat, access, readlink and other calls that do not open a file",
+                "symlinks followed on the way to a file",
+                "files opened before the file system was marked",
+                "files on other mounts (/dev, /proc, bind mounts, volumes)",
+            ],
+        };
+        spots.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Watches a container before it starts (eBPF: its cgroup, or a parent with `subtree`).
+    /// The watch id its events carry.
+    pub fn watch_cgroup(&mut self, cgroup: &Cgroup, subtree: bool) -> Result<u64, SensorError> {
+        match self {
+            Sensor::Ebpf(s) => s.watch(cgroup, subtree).map(|()| cgroup.id),
+            Sensor::Fanotify(_) => Err(SensorError::Load("fanotify cannot watch a cgroup".into())),
+        }
+    }
+
+    /// Watches a running container: its cgroup (eBPF) or its root file system (fanotify).
+    pub fn watch_container(&mut self, cgroup: &Cgroup, root: &Path) -> Result<u64, SensorError> {
+        match self {
+            Sensor::Ebpf(s) => s.watch(cgroup, false).map(|()| cgroup.id),
+            Sensor::Fanotify(s) => s.mark(root, cgroup.id).map(|()| cgroup.id),
+        }
+    }
+
+    pub async fn next_batch(&mut self, out: &mut Vec<SensorEvent>) -> Result<(), SensorError> {
+        match self {
+            Sensor::Ebpf(s) => s.next_batch(out).await,
+            Sensor::Fanotify(s) => s.next_batch(out).await,
+        }
+    }
+
+    pub fn drain(&mut self, out: &mut Vec<SensorEvent>) {
+        match self {
+            Sensor::Ebpf(s) => s.drain(out),
+            Sensor::Fanotify(s) => s.drain(out),
+        }
+    }
+
+    pub fn counters(&self) -> Result<SensorCounters, SensorError> {
+        match self {
+            Sensor::Ebpf(s) => s.counters(),
+            Sensor::Fanotify(s) => Ok(s.counters()),
+        }
+    }
+
+    pub fn problems(&self) -> EventProblems {
+        match self {
+            Sensor::Ebpf(s) => s.problems.clone(),
+            Sensor::Fanotify(_) => EventProblems::default(),
+        }
+    }
+}
 
 /// How a process used a path, as far as the sensor can tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,0 +1,175 @@
+//! The fanotify sensor, for hosts where BPF is not permitted: every open and exec on the
+//! container's root file system (its overlay superblock, `FAN_MARK_FILESYSTEM`).
+//!
+//! It cannot see stat or access calls, the symlinks a path went through, or files on other
+//! mounts (`/dev`, `/proc`, bind mounts, volumes); the report says so.
+use std::{
+    ffi::CString,
+    io,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
+    path::Path,
+    time::Instant,
+};
+
+use tokio::io::unix::AsyncFd;
+
+use super::{Access, AccessOp, SensorCounters, SensorError, ebpf::SensorEvent};
+
+const EVENTS: u64 = libc::FAN_OPEN | libc::FAN_OPEN_EXEC | libc::FAN_ONDIR;
+const METADATA_LEN: usize = size_of::<libc::fanotify_event_metadata>();
+
+pub struct FanotifySensor {
+    fd: AsyncFd<OwnedFd>,
+    watch_id: u64,
+    started: Instant,
+    overflows: u64,
+    buf: Vec<u8>,
+}
+
+impl FanotifySensor {
+    /// A fanotify group; nothing is marked until [`Self::mark`].
+    pub fn new() -> Result<Self, SensorError> {
+        // SAFETY: plain syscall with flag arguments.
+        let raw = unsafe {
+            libc::fanotify_init(
+                libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK,
+                (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
+            )
+        };
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EPERM) => SensorError::NotPermitted,
+                _ => SensorError::Load(format!("fanotify_init: {e}")),
+            });
+        }
+        // SAFETY: a new fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: the AsyncFd owns the fd, which stays open and the same until it is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(|e| SensorError::Load(format!("fanotify: {e}")))?;
+        Ok(FanotifySensor {
+            fd,
+            watch_id: 0,
+            started: Instant::now(),
+            overflows: 0,
+            buf: vec![0; 64 << 10],
+        })
+    }
+
+    /// Watches the file system that `root` is on (the container's root: `/proc/<pid>/root`
+    /// or its overlay's merged directory); events carry `watch_id`.
+    pub fn mark(&mut self, root: &Path, watch_id: u64) -> Result<(), SensorError> {
+        let path = CString::new(root.as_os_str().as_bytes())
+            .map_err(|_| SensorError::Load(format!("{} holds a NUL byte", root.display())))?;
+        // SAFETY: a valid fd and a NUL-terminated path.
+        let ret = unsafe {
+            libc::fanotify_mark(
+                self.fd.get_ref().as_raw_fd(),
+                libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+                EVENTS,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+            )
+        };
+        if ret < 0 {
+            return Err(SensorError::Attach(
+                format!("fanotify on {}", root.display()),
+                io::Error::last_os_error().to_string(),
+            ));
+        }
+        self.watch_id = watch_id;
+        self.started = Instant::now();
+        Ok(())
+    }
+
+    pub async fn next_batch(&mut self, out: &mut Vec<SensorEvent>) -> Result<(), SensorError> {
+        let mut guard = self
+            .fd
+            .readable()
+            .await
+            .map_err(|e| SensorError::Map("fanotify", e.to_string()))?;
+        guard.clear_ready();
+        drop(guard);
+        self.drain(out);
+        Ok(())
+    }
+
+    /// Reads whatever events are queued now.
+    pub fn drain(&mut self, out: &mut Vec<SensorEvent>) {
+        loop {
+            // SAFETY: reading into a buffer of its length.
+            let n = unsafe {
+                libc::read(
+                    self.fd.get_ref().as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                )
+            };
+            if n <= 0 {
+                return;
+            }
+            let mut at = 0;
+            while at + METADATA_LEN <= n as usize {
+                // SAFETY: the kernel wrote a whole metadata record here.
+                let meta: libc::fanotify_event_metadata =
+                    unsafe { std::ptr::read_unaligned(self.buf[at..].as_ptr().cast()) };
+                if meta.event_len < METADATA_LEN as u32 {
+                    break;
+                }
+                at += meta.event_len as usize;
+                if meta.mask & libc::FAN_Q_OVERFLOW != 0 {
+                    self.overflows += 1;
+                }
+                if meta.fd < 0 {
+                    continue;
+                }
+                // SAFETY: the event's fd is ours to close.
+                let file = unsafe { OwnedFd::from_raw_fd(meta.fd) };
+                if let Some(access) = self.access(&meta, &file) {
+                    out.push(SensorEvent {
+                        watch_id: self.watch_id,
+                        access: Some(access),
+                    });
+                }
+            }
+        }
+    }
+
+    fn access(&self, meta: &libc::fanotify_event_metadata, file: &OwnedFd) -> Option<Access> {
+        // The fd was opened through the container's mount, which our root cannot reach: the
+        // kernel prints its path relative to the container's root.
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+        let path = path.as_os_str().as_bytes();
+        if !path.starts_with(b"/") || path.ends_with(b" (deleted)") {
+            return None;
+        }
+        let pid = meta.pid.max(0) as u32;
+        Some(Access {
+            op: if meta.mask & libc::FAN_OPEN_EXEC != 0 {
+                AccessOp::Exec
+            } else {
+                AccessOp::Open
+            },
+            path: path.to_vec(),
+            dir: None,
+            nofollow: false,
+            flags: 0,
+            pid,
+            comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim_end().to_owned())
+                .unwrap_or_default(),
+            at_ms: self.started.elapsed().as_millis() as u64,
+        })
+    }
+
+    pub fn counters(&self) -> SensorCounters {
+        SensorCounters {
+            lost_per_cpu: vec![self.overflows],
+            ..SensorCounters::default()
+        }
+    }
+}
