@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{image::engine::Via, sensor::SensorChoice};
+use crate::{image::source::Via, sensor::SensorChoice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,8 +28,12 @@ pub enum Command {
     Run(RunArgs),
     /// Watch a running container and write an access report.
     Observe(ObserveArgs),
-    /// Build a slim image from access reports of an image.
+    /// Build a slim image from access reports of an image (or from --include rules alone).
     Build(BuildArgs),
+    /// Merge access reports of one image into one report.
+    Merge(MergeArgs),
+    /// Show an image's layers and a Dockerfile reverse-engineered from its history and config.
+    Info(InfoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,18 +60,50 @@ pub struct ObserveArgs {
 
 #[derive(Debug, Args)]
 pub struct ImageSourceArgs {
-    /// How to read the original image: its layer directories in place (fast) or the
-    /// `docker save` stream.
+    /// How to read an original image from the engine: its layer directories in place (fast)
+    /// or the `docker save` stream.
     #[arg(long, value_enum, default_value_t = Via::Auto, hide = true)]
     pub image_source: Via,
 }
 
+/// What to keep besides the used paths, and what to leave out.
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// Also keep this path (a directory with everything below it) or glob (`*`, `**`).
+    #[arg(long, value_name = "PATH|GLOB")]
+    pub include: Vec<String>,
+    /// Also keep the paths and globs listed in this file, one per line (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub include_file: Vec<PathBuf>,
+    /// Also keep this executable with its ELF interpreter and shared libraries.
+    #[arg(long, value_name = "PATH")]
+    pub include_bin: Vec<PathBuf>,
+    /// Leave out this path or glob, whatever else asks for it.
+    #[arg(long, value_name = "PATH|GLOB")]
+    pub exclude: Vec<String>,
+}
+
+/// Where the slim image goes.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Also write it as an OCI image layout into this new directory.
+    #[arg(long, value_name = "DIR")]
+    pub oci_dir: Option<PathBuf>,
+    /// Also write it as a docker-archive tar (what `docker load` reads).
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// Do not load it into the engine.
+    #[arg(long)]
+    pub no_load: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The original image (name:tag or id).
+    /// The original image: name:tag or id in the engine, `oci:DIR[:REF]` or
+    /// `docker-archive:FILE`.
     pub image: String,
     /// An access report of the image; repeat to merge several.
-    #[arg(short, long = "report", value_name = "FILE", required = true)]
+    #[arg(short, long = "report", value_name = "FILE")]
     pub reports: Vec<PathBuf>,
     /// Tag of the slim image (default: <repo>:<tag>-slim).
     #[arg(short, long)]
@@ -76,7 +112,27 @@ pub struct BuildArgs {
     #[arg(long)]
     pub allow_incomplete: bool,
     #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
+    #[command(flatten)]
     pub source: ImageSourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Reports of one image.
+    #[arg(required = true, num_args = 1..)]
+    pub reports: Vec<PathBuf>,
+    /// Where to write the merged report.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The image (name:tag or id in the engine).
+    pub image: String,
 }
 
 #[derive(Debug, Args)]
@@ -90,13 +146,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
     /// Also keep the access report here.
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub report: Option<PathBuf>,
     /// Build even if events were lost.
     #[arg(long)]
     pub allow_incomplete: bool,
     #[command(flatten)]
     pub sensor: SensorArgs,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
     #[command(flatten)]
     pub source: ImageSourceArgs,
     /// The command to run instead of the image's Cmd while observing (the slim image keeps

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("starting the async runtime");
-    let ui = Ui { quiet: cli.quiet };
+    let ui = Ui::new(cli.quiet);
     match runtime.block_on(cli.command.execute(ui)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

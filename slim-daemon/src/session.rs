@@ -98,8 +98,12 @@ impl Observation {
         }
     }
 
-    /// Records until `stop` completes; its output.
-    pub async fn record_until<F: Future>(&mut self, stop: F) -> Result<F::Output, SensorError> {
+    /// Records until `stop` completes; its output. `progress` hears the live numbers.
+    pub async fn record_until<F: Future>(
+        &mut self,
+        stop: F,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<F::Output, SensorError> {
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -110,6 +114,7 @@ impl Observation {
                 res = self.sensor.next_batch(&mut self.batch) => {
                     res?;
                     self.absorb();
+                    progress(self.progress());
                 }
             }
         }

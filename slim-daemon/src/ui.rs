@@ -1,13 +1,29 @@
-//! What slimd tells the person running it: progress on stderr, results on stdout.
-use std::fmt::Display;
+//! What slimd tells the person running it: progress on stderr (a spinner per step on a
+//! terminal, plain lines otherwise), results on stdout.
+use std::{
+    fmt::Display,
+    io::IsTerminal,
+    time::{Duration, Instant},
+};
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Ui {
     pub quiet: bool,
+    /// Spinners (stderr is a terminal) or plain lines.
+    pub interactive: bool,
 }
 
 impl Ui {
-    /// A step or a detail; silenced by `-q`.
+    pub fn new(quiet: bool) -> Self {
+        Ui {
+            quiet,
+            interactive: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A detail; silenced by `-q`.
     pub fn info(&self, msg: impl Display) {
         if !self.quiet {
             eprintln!("{msg}");
@@ -22,6 +38,74 @@ impl Ui {
     /// The result of the command; always shown.
     pub fn result(&self, msg: impl Display) {
         println!("{msg}");
+    }
+
+    /// A step that takes a while: a spinner with its elapsed time on a terminal; a line when
+    /// it ends either way.
+    pub fn step(&self, what: impl Into<String>) -> Step {
+        let what = what.into();
+        let bar = if self.quiet {
+            None
+        } else if self.interactive {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {msg} ({elapsed})")
+                    .expect("a valid template"),
+            );
+            bar.set_prefix(what.clone());
+            bar.enable_steady_tick(Duration::from_millis(100));
+            Some(bar)
+        } else {
+            None
+        };
+        Step {
+            what,
+            bar,
+            quiet: self.quiet,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A step in progress; see [`Ui::step`].
+pub struct Step {
+    what: String,
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    started: Instant,
+}
+
+impl Step {
+    /// Live detail (counters) next to the step's name, on a terminal.
+    pub fn set_detail(&self, detail: impl Into<String>) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(detail.into());
+        }
+    }
+
+    /// Ends the step, with a final detail.
+    pub fn done(self, detail: impl Display) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if !self.quiet {
+            let line = format!("{} {detail}", self.what);
+            eprintln!(
+                "✓ {} ({:.2} s)",
+                line.trim_end(),
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar
+            && !bar.is_finished()
+        {
+            bar.finish_and_clear();
+        }
     }
 }
 

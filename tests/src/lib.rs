@@ -159,6 +159,23 @@ pub fn image_layers(image: &str) -> (Vec<String>, Vec<u8>) {
     (list.stdout.lines().map(str::to_owned).collect(), content)
 }
 
+/// The files of an image's layers extracted (in order) into a directory, with modes, owners,
+/// hard links and `security.capability` as the layers hold them.
+pub fn extract_image(image: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let saved = dir.path().join("image.tar");
+    docker(&["save", "-o", saved.to_str().unwrap(), image]).ok("docker save");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).expect("root dir");
+    let script = format!(
+        "cd {dir} && tar -xf image.tar && for l in $(python3 -c 'import json; print(\" \".join(json.load(open(\"manifest.json\"))[0][\"Layers\"]))'); do \
+         tar --xattrs --xattrs-include='security.*' --numeric-owner -xpf \"$l\" -C root; done",
+        dir = dir.path().display()
+    );
+    run(Command::new("sh").arg("-c").arg(script)).ok("extracting the layers");
+    dir
+}
+
 pub fn image_exists(image: &str) -> bool {
     docker(&["image", "inspect", image]).code == Some(0)
 }

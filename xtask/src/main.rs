@@ -27,6 +27,9 @@ enum Task {
     },
     /// Measure sensor overhead against bare and strace runs, and sensor capacity.
     Bench {
+        /// Which benchmarks (default: all).
+        #[arg(value_enum)]
+        sections: Vec<bench::Section>,
         /// Rounds of stat + open + close in the overhead workload.
         #[arg(long, default_value_t = 1_000_000)]
         rounds: u64,
@@ -66,10 +69,17 @@ fn execute(task: Task) -> anyhow::Result<()> {
     match task {
         Task::Demo => demo(&root),
         Task::Test { args } => test(&root, &args),
-        Task::Bench { rounds, distinct } => {
+        Task::Bench {
+            mut sections,
+            rounds,
+            distinct,
+        } => {
             setup::ensure()?;
             let slimd = cargo_build(&root, true)?;
-            bench::run(&slimd, &bench::BenchOptions { rounds, distinct })
+            if sections.is_empty() {
+                sections = vec![bench::Section::Sensor, bench::Section::Build];
+            }
+            bench::run(&slimd, &sections, &bench::BenchOptions { rounds, distinct })
         }
         Task::Setup => setup::ensure(),
         Task::Images => {

@@ -12,8 +12,18 @@ use crate::{
     resolve::walk::{Outcome, Walker},
 };
 
-/// Where glibc looks when nothing else says (after `/etc/ld.so.conf`).
-const DEFAULT_DIRS: [&str; 4] = ["/lib", "/usr/lib", "/lib64", "/usr/lib64"];
+/// Where glibc looks when nothing else says (after `/etc/ld.so.conf`): its built-in trusted
+/// directories, with the multiarch ones Debian-family glibc adds.
+const DEFAULT_DIRS: [&str; 8] = [
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib",
+    "/usr/lib",
+    "/lib64",
+    "/usr/lib64",
+];
 const LD_SO_CONF: &str = "/etc/ld.so.conf";
 /// Nesting of `include` lines followed in ld.so.conf.
 const MAX_INCLUDE_DEPTH: usize = 4;

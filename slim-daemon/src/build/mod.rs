@@ -1,5 +1,5 @@
 //! Building the slim image: select the used paths of the original image, write them as one
-//! layer, carry the config over, and load the result into the engine.
+//! layer, carry the config over, and write the result where it was asked for.
 mod libs;
 pub mod select;
 pub mod tag;
@@ -13,22 +13,24 @@ use std::{
 use serde_json::Value;
 
 use crate::{
+    fsutil,
     image::{
-        ImageError,
-        engine::{self, EngineImage, EngineImageError, Via},
-        output, writer,
+        ImageError, ImageFiles, archive, config, oci,
+        source::{self, ImageSpec, SourceError, SourceImage, Via},
+        writer,
     },
     report::{AccessReport, ReportError},
     runtime::{Docker, RuntimeError},
+    ui::Ui,
 };
-pub use select::Selection;
+pub use select::{Selection, SelectionRules};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(transparent)]
     Report(#[from] ReportError),
     #[error(transparent)]
-    Engine(#[from] EngineImageError),
+    Source(#[from] SourceError),
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]
@@ -41,10 +43,35 @@ pub enum BuildError {
         "report {0} is incomplete ({1}); re-record it, or pass --allow-incomplete to build from it anyway"
     )]
     Incomplete(PathBuf, String),
+    #[error("nothing to keep: give --report, --include or --include-bin")]
+    NothingToKeep,
+    #[error("--include-bin {0}: {1}")]
+    IncludeBin(PathBuf, String),
     #[error("the engine loaded {0} with id {1}, but slimd wrote {2}")]
     LoadMismatch(String, String, String),
     #[error("{0}")]
     Config(String),
+}
+
+/// Where the slim image goes; any combination.
+#[derive(Clone, Debug)]
+pub struct Outputs {
+    /// Load it into the engine and tag it.
+    pub load: bool,
+    /// Write an OCI image layout to this (new) directory.
+    pub oci_dir: Option<PathBuf>,
+    /// Write a docker-archive (for `docker load`) to this file.
+    pub archive: Option<PathBuf>,
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs {
+            load: true,
+            oci_dir: None,
+            archive: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -55,6 +82,8 @@ pub struct BuildOptions {
     pub via: Via,
     /// Clamp mtimes and fix `created` (`SOURCE_DATE_EPOCH`).
     pub source_date_epoch: Option<i64>,
+    pub outputs: Outputs,
+    pub rules: SelectionRules,
 }
 
 /// What a build produced.
@@ -64,11 +93,14 @@ pub struct BuildSummary {
     pub tag: String,
     pub image_id: String,
     pub original_size: u64,
+    /// As the engine reports it when loaded, else the layer's size.
     pub slim_size: u64,
     pub kept_files: usize,
     pub total_files: usize,
     pub not_in_image: usize,
     pub missing_libraries: Vec<String>,
+    /// Where the image was written, for people to read.
+    pub written: Vec<String>,
 }
 
 /// Reads report files.
@@ -79,41 +111,84 @@ pub fn read_reports(paths: &[PathBuf]) -> Result<Vec<(PathBuf, AccessReport)>, B
         .collect()
 }
 
-/// Builds the slim image of `image` from reports recorded against it.
+/// Builds the slim image of `spec` from reports recorded against it (none is fine when the
+/// selection rules name what to keep).
 pub async fn build(
-    docker: &Docker,
-    image: &str,
+    docker: Option<&Docker>,
+    spec: &ImageSpec,
     reports: Vec<(PathBuf, AccessReport)>,
     options: &BuildOptions,
+    ui: &Ui,
 ) -> Result<BuildSummary, BuildError> {
-    let original = engine::open(docker, image, options.via).await?;
-    check_reports(&original, image, &reports, options.allow_incomplete)?;
-    let report = AccessReport::merge(
-        reports
-            .into_iter()
-            .map(|(p, r)| (p.display().to_string(), r))
-            .collect(),
-    )?;
+    if reports.is_empty() && options.rules.is_empty() {
+        return Err(BuildError::NothingToKeep);
+    }
+    let original = read_original(docker, spec, &spec.to_string(), options.via, ui).await?;
+    check_reports(&original, spec, &reports, options.allow_incomplete)?;
+    let report = if reports.is_empty() {
+        None
+    } else {
+        Some(AccessReport::merge(
+            reports
+                .into_iter()
+                .map(|(p, r)| (p.display().to_string(), r))
+                .collect(),
+        )?)
+    };
     let tag = match &options.tag {
         Some(t) => t.clone(),
-        None => tag::slim_tag(image, &original.info.id),
+        None => tag::slim_tag(
+            original.name.as_deref().unwrap_or(&original.id),
+            &original.id,
+        ),
     };
-    build_from(docker, &original, image, &report, &tag, options).await
+    build_from(
+        docker,
+        &original,
+        &spec.to_string(),
+        report.as_ref(),
+        &tag,
+        options,
+        ui,
+    )
+    .await
+}
+
+/// Reads the original image, as a step of its own (`label` names it for people).
+pub async fn read_original(
+    docker: Option<&Docker>,
+    spec: &ImageSpec,
+    label: &str,
+    via: Via,
+    ui: &Ui,
+) -> Result<SourceImage, SourceError> {
+    let step = ui.step(format!("read {label}"));
+    let original = source::open(spec, docker, via).await?;
+    let how = match original.via {
+        Via::Layers => "in place",
+        Via::Save => "from the save stream",
+        Via::Auto => "from disk",
+    };
+    step.done(format!(
+        "{how}: {} paths",
+        crate::ui::count(original.files.tree.len())
+    ));
+    Ok(original)
 }
 
 fn check_reports(
-    original: &EngineImage,
-    image: &str,
+    original: &SourceImage,
+    spec: &ImageSpec,
     reports: &[(PathBuf, AccessReport)],
     allow_incomplete: bool,
 ) -> Result<(), BuildError> {
     for (path, report) in reports {
-        if report.image.id != original.info.id {
+        if report.image.id != original.id {
             return Err(BuildError::ForeignReport(
                 path.clone(),
                 report.image.id.clone(),
-                image.to_owned(),
-                original.info.id.clone(),
+                spec.to_string(),
+                original.id.clone(),
             ));
         }
         if !report.complete && !allow_incomplete {
@@ -130,18 +205,11 @@ fn check_reports(
     Ok(())
 }
 
-/// Builds from an image already read and a (merged) report.
-pub async fn build_from(
-    docker: &Docker,
-    original: &EngineImage,
-    image: &str,
-    report: &AccessReport,
-    tag: &str,
-    options: &BuildOptions,
-) -> Result<BuildSummary, BuildError> {
-    let config: Value = serde_json::from_slice(&original.config)
+/// What the image's own config asks of its file system.
+fn image_needs(config: &[u8], image: &str) -> Result<select::ImageNeeds, BuildError> {
+    let config: Value = serde_json::from_slice(config)
         .map_err(|e| BuildError::Config(format!("the config of {image} is not JSON: {e}")))?;
-    let needs = select::ImageNeeds {
+    Ok(select::ImageNeeds {
         working_dir: config
             .pointer("/config/WorkingDir")
             .and_then(Value::as_str)
@@ -156,10 +224,24 @@ pub async fn build_from(
                     .find_map(|e| e.strip_prefix("LD_LIBRARY_PATH="))
                     .map(str::to_owned)
             }),
-    };
-    let selection = select::select(&original.files, report, &needs);
+    })
+}
+
+/// Builds from an image already read and a (merged) report.
+pub async fn build_from(
+    docker: Option<&Docker>,
+    original: &SourceImage,
+    image: &str,
+    report: Option<&AccessReport>,
+    tag: &str,
+    options: &BuildOptions,
+    ui: &Ui,
+) -> Result<BuildSummary, BuildError> {
+    let step = ui.step("write the slim layer");
+    let needs = image_needs(&original.config, image)?;
+    let selection = select::select(&original.files, report, &needs, &options.rules)?;
     for lib in &selection.missing_libraries {
-        tracing::warn!("a used executable needs {lib}, which is not in the image");
+        tracing::warn!("a kept executable needs {lib}, which is not in the image");
     }
 
     let work = tempfile::Builder::new()
@@ -170,48 +252,68 @@ pub async fn build_from(
     let layer = write_layer(&original.files, &selection.keep, options, &layer_path)?;
     let created = options.source_date_epoch.map(rfc3339);
     let created_by = format!("slimd build {image}");
+    let containers = report.map_or(0, |r| r.containers.len());
     let comment = format!(
-        "single layer of the paths {} of image {} used in {} container(s)",
+        "single layer of {} paths of image {} used in {containers} container(s)",
         selection.keep.len(),
-        original.info.id,
-        report.containers.len()
+        original.id,
     );
-    let config = output::slim_config(
+    let config = config::slim_config(
         &original.config,
         &layer.diff_id,
         &created_by,
         &comment,
         created.as_deref(),
     )?;
-    let image_id = output::digest(&config);
+    let image_id = config::digest(&config);
+    step.done(format!(
+        "{} paths, {}",
+        crate::ui::count(selection.keep.len()),
+        crate::ui::size(layer.tar_bytes)
+    ));
 
-    let archive_path = work.path().join("image.tar");
-    let archive = std::fs::File::create(&archive_path)
-        .map_err(|e| ImageError::io("creating the image archive", e))?;
-    output::write_docker_archive(
-        BufWriter::new(archive),
-        &config,
-        &layer_path,
-        &layer.diff_id,
-        &[tag.to_owned()],
-    )
-    .map_err(|e| ImageError::io("writing the image archive", e))?;
-    docker.load_image(&archive_path).await?;
-    let loaded = docker.image(tag).await?;
-    if loaded.id != image_id {
-        return Err(BuildError::LoadMismatch(
-            tag.to_owned(),
-            loaded.id,
-            image_id,
-        ));
+    let mut written = Vec::new();
+    let mut slim_size = layer.tar_bytes;
+    if let Some(dir) = &options.outputs.oci_dir {
+        oci::write(dir, &config, &layer_path, &layer.diff_id, tag)?;
+        written.push(format!("OCI layout {}", dir.display()));
+    }
+    let wants_archive = options.outputs.archive.is_some() || options.outputs.load;
+    if wants_archive {
+        let archive_path = work.path().join("image.tar");
+        write_archive(&archive_path, &config, &layer_path, &layer.diff_id, tag)?;
+        if options.outputs.load {
+            let docker = docker.expect("loading needs an engine connection");
+            let step = ui.step(format!("load {tag}"));
+            docker.load_image(&archive_path).await?;
+            let loaded = docker.image(tag).await?;
+            if loaded.id != image_id {
+                return Err(BuildError::LoadMismatch(
+                    tag.to_owned(),
+                    loaded.id,
+                    image_id,
+                ));
+            }
+            slim_size = loaded.size;
+            step.done("into the engine");
+            written.push(format!("engine image {tag}"));
+        }
+        if let Some(dest) = &options.outputs.archive {
+            let tmp = fsutil::temp_beside(dest)
+                .map_err(|e| ImageError::io(format!("writing {}", dest.display()), e))?;
+            std::fs::copy(&archive_path, tmp.path())
+                .and_then(|_| fsutil::persist(tmp, dest))
+                .map_err(|e| ImageError::io(format!("writing {}", dest.display()), e))?;
+            written.push(format!("docker-archive {}", dest.display()));
+        }
     }
     Ok(BuildSummary {
         original: image.to_owned(),
         tag: tag.to_owned(),
         image_id,
-        original_size: original.info.size,
-        slim_size: loaded.size,
-        kept_files: count_files(&selection.keep, original),
+        original_size: original.size,
+        slim_size,
+        kept_files: count_files(&selection.keep, &original.files),
         total_files: original
             .files
             .tree
@@ -220,17 +322,37 @@ pub async fn build_from(
             .count(),
         not_in_image: selection.not_in_image.len(),
         missing_libraries: selection.missing_libraries,
+        written,
     })
 }
 
-fn count_files(keep: &BTreeMap<PathBuf, writer::Keep>, original: &EngineImage) -> usize {
+fn write_archive(
+    path: &Path,
+    config: &[u8],
+    layer: &Path,
+    diff_id: &str,
+    tag: &str,
+) -> Result<(), ImageError> {
+    let file =
+        std::fs::File::create(path).map_err(|e| ImageError::io("creating the image archive", e))?;
+    archive::write(
+        BufWriter::new(file),
+        config,
+        layer,
+        diff_id,
+        &[tag.to_owned()],
+    )
+    .map_err(|e| ImageError::io("writing the image archive", e))
+}
+
+fn count_files(keep: &BTreeMap<PathBuf, writer::Keep>, files: &ImageFiles) -> usize {
     keep.keys()
-        .filter(|p| original.files.tree.get(p).is_some_and(|n| !n.is_dir()))
+        .filter(|p| files.tree.get(p).is_some_and(|n| !n.is_dir()))
         .count()
 }
 
 fn write_layer(
-    files: &crate::image::ImageFiles,
+    files: &ImageFiles,
     keep: &BTreeMap<PathBuf, writer::Keep>,
     options: &BuildOptions,
     path: &Path,

@@ -1,27 +1,30 @@
-//! `slimd build`: a slim image from access reports.
+//! `slimd build`: a slim image from access reports and selection rules.
 use super::summary_line;
 use crate::{
     build::{self, BuildOptions},
     cli::BuildArgs,
+    image::source::ImageSpec,
     runtime::Docker,
     ui::Ui,
 };
 
 pub async fn execute(args: BuildArgs, ui: Ui) -> anyhow::Result<()> {
     let reports = build::read_reports(&args.reports)?;
-    let docker = Docker::connect().await?;
+    let spec = ImageSpec::parse(&args.image);
     let options = BuildOptions {
         tag: args.tag,
         allow_incomplete: args.allow_incomplete,
         via: args.source.image_source,
         source_date_epoch: build::source_date_epoch(),
+        outputs: args.outputs.outputs(),
+        rules: args.selection.rules()?,
     };
-    ui.info(format!(
-        "building a slim image of {} from {} report(s)",
-        args.image,
-        reports.len()
-    ));
-    let summary = build::build(&docker, &args.image, reports, &options).await?;
+    let docker = if spec.is_engine() || options.outputs.load {
+        Some(Docker::connect().await?)
+    } else {
+        None
+    };
+    let summary = build::build(docker.as_ref(), &spec, reports, &options, &ui).await?;
     ui.result(summary_line(&summary));
     Ok(())
 }

@@ -1,13 +1,17 @@
 //! One module per subcommand, dispatched from [`Command::execute`].
 mod build;
+mod info;
+mod merge;
 mod observe;
 mod run;
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crate::{
-    build::BuildSummary,
-    cli::Command,
+    build::{BuildSummary, Outputs, SelectionRules},
+    cli::{Command, OutputArgs, SelectionArgs},
     ui::{self, Ui},
 };
 
@@ -17,6 +21,8 @@ impl Command {
             Command::Run(args) => run::execute(args, ui).await,
             Command::Observe(args) => observe::execute(args, ui).await,
             Command::Build(args) => build::execute(args, ui).await,
+            Command::Merge(args) => merge::execute(args, ui),
+            Command::Info(args) => info::execute(args, ui).await,
         }
     }
 }
@@ -27,6 +33,24 @@ enum Stop {
     Exited(i64),
     Duration,
     Interrupted,
+}
+
+/// How an observation ended and what it saw.
+fn observed(stop: Stop, recording: &crate::session::Recording) -> String {
+    let why = match stop {
+        Stop::Exited(code) => format!("the container exited ({code})"),
+        Stop::Duration => "the duration ended".into(),
+        Stop::Interrupted => "interrupted".into(),
+    };
+    format!(
+        "{why}: {} events, {} distinct accesses",
+        recording.events.received,
+        recording.accesses.len()
+    )
+}
+
+fn progress_detail(p: crate::session::Progress) -> String {
+    format!("{} events, {} distinct accesses", p.events, p.distinct)
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -54,13 +78,45 @@ fn fanotify_fallback(e: &crate::sensor::SensorError) -> String {
     )
 }
 
+impl SelectionArgs {
+    /// The rules, with the include files read.
+    fn rules(&self) -> anyhow::Result<SelectionRules> {
+        let mut include = self.include.clone();
+        for file in &self.include_file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read include file {}", file.display()))?;
+            include.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        Ok(SelectionRules {
+            include,
+            exclude: self.exclude.clone(),
+            include_bin: self.include_bin.clone(),
+        })
+    }
+}
+
+impl OutputArgs {
+    fn outputs(&self) -> Outputs {
+        Outputs {
+            load: !self.no_load,
+            oci_dir: self.oci_dir.clone(),
+            archive: self.archive.clone(),
+        }
+    }
+}
+
 fn summary_line(s: &BuildSummary) -> String {
     let percent = if s.original_size == 0 {
         0.0
     } else {
         s.slim_size as f64 * 100.0 / s.original_size as f64
     };
-    format!(
+    let mut line = format!(
         "Slimmed {} -> {}: {} -> {} ({percent:.1}%), kept {} of {} files",
         s.original,
         s.tag,
@@ -68,5 +124,9 @@ fn summary_line(s: &BuildSummary) -> String {
         ui::size(s.slim_size),
         ui::count(s.kept_files),
         ui::count(s.total_files),
-    )
+    );
+    if s.written.iter().any(|w| !w.starts_with("engine")) {
+        line.push_str(&format!("; wrote {}", s.written.join(", ")));
+    }
+    line
 }

@@ -3,10 +3,13 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::{Stop, deadline, fanotify_fallback, interrupted};
+use super::{Stop, deadline, fanotify_fallback, interrupted, observed, progress_detail};
 use crate::{
     cli::ObserveArgs,
-    image::{ImageFiles, engine},
+    image::{
+        ImageFiles,
+        source::{self, ImageSpec, Via},
+    },
     report::{ContainerRef, ImageRef},
     runtime::{Docker, cgroup},
     sensor::Sensor,
@@ -34,19 +37,21 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
             .map(|d| format!(" or after {d} s"))
             .unwrap_or_default()
     ));
+    let step = ui.step("observe");
     let stop = observation
-        .record_until(async {
-            tokio::select! {
-                code = docker.wait(&container.id) => code.map(Stop::Exited),
-                _ = deadline(args.duration) => Ok(Stop::Duration),
-                _ = interrupted() => Ok(Stop::Interrupted),
-            }
-        })
+        .record_until(
+            async {
+                tokio::select! {
+                    code = docker.wait(&container.id) => code.map(Stop::Exited),
+                    _ = deadline(args.duration) => Ok(Stop::Duration),
+                    _ = interrupted() => Ok(Stop::Interrupted),
+                }
+            },
+            |p| step.set_detail(progress_detail(p)),
+        )
         .await??;
     let recording = observation.finish()?;
-    if let Stop::Exited(code) = stop {
-        ui.info(format!("container exited with code {code}"));
-    }
+    step.done(observed(stop, &recording));
 
     let layer_dirs = recording
         .mounts
@@ -63,9 +68,13 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
             if let Some(Err(e)) = other {
                 tracing::debug!("reading the image from the engine: {e}");
             }
-            from_engine = engine::open(&docker, &image.id, engine::Via::Auto)
-                .await
-                .context("reading the container's image")?;
+            from_engine = source::open(
+                &ImageSpec::Engine(image.id.clone()),
+                Some(&docker),
+                Via::Auto,
+            )
+            .await
+            .context("reading the container's image")?;
             &from_engine.files
         }
     };

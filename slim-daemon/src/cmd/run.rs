@@ -3,11 +3,13 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use anyhow::Context;
 
-use super::{Stop, deadline, fanotify_fallback, interrupted, summary_line};
+use super::{
+    Stop, deadline, fanotify_fallback, interrupted, observed, progress_detail, summary_line,
+};
 use crate::{
-    build::{self, BuildOptions},
+    build::{self, BuildOptions, SelectionRules},
     cli::RunArgs,
-    image::engine,
+    image::source::ImageSpec,
     report::{ContainerRef, ImageRef},
     resolve::mountinfo,
     runtime::{
@@ -25,6 +27,7 @@ const STOP_GRACE_SECS: i32 = 10;
 const MOUNT_POLL: Duration = Duration::from_millis(1);
 
 pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
+    let rules = args.selection.rules()?;
     let docker = Docker::connect().await?;
     let image = docker.image(&args.image).await?;
     let engine_info = docker.engine_info().await?;
@@ -50,7 +53,15 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         cgroup_parent: Some(parent_rel.clone()),
         labels: HashMap::from([("slimd.run".to_owned(), run_id.clone())]),
     };
-    let result = run_and_build(&docker, &args, ui, &image, &spec, sensor, &parent).await;
+    let plan = Plan {
+        docker: &docker,
+        args: &args,
+        ui,
+        image: &image,
+        spec: &spec,
+        parent: &parent,
+    };
+    let result = plan.run_and_build(sensor, rules).await;
     if let Err(e) = docker.remove_container(&name).await {
         ui.warn(format!("could not remove container {name}: {e}"));
     }
@@ -136,79 +147,112 @@ async fn mark_when_mounted(
     Ok(false)
 }
 
-async fn run_and_build(
-    docker: &Docker,
-    args: &RunArgs,
+/// One `slimd run`: what to run, where, and what to build from it.
+struct Plan<'a> {
+    docker: &'a Docker,
+    args: &'a RunArgs,
     ui: Ui,
-    image: &ImageInfo,
-    spec: &CreateSpec,
-    sensor: Sensor,
-    parent: &Cgroup,
-) -> anyhow::Result<()> {
-    let (id, mut observation) = start_observed(docker, spec, sensor, parent).await?;
-    ui.info(format!("running {} as {}", args.image, spec.name));
-    let stop = observation
-        .record_until(async {
-            let why = tokio::select! {
-                code = docker.wait(&id) => return code.map(Stop::Exited),
-                _ = deadline(args.duration) => Stop::Duration,
-                _ = interrupted() => Stop::Interrupted,
-            };
-            docker.stop(&id, STOP_GRACE_SECS).await?;
-            docker.wait(&id).await?;
-            Ok::<_, RuntimeError>(why)
-        })
-        .await??;
-    let recording = observation.finish()?;
-    match stop {
-        Stop::Exited(0) => {}
-        Stop::Exited(code) => ui.warn(format!("the container exited with code {code}")),
-        Stop::Duration => ui.info("stopped the container after the duration"),
-        Stop::Interrupted => ui.info("interrupted: stopped the container"),
-    }
-    let container = docker.container(&id).await?;
+    image: &'a ImageInfo,
+    spec: &'a CreateSpec,
+    parent: &'a Cgroup,
+}
 
-    let original = engine::open(docker, &image.id, args.source.image_source)
+impl Plan<'_> {
+    async fn run_and_build(&self, sensor: Sensor, rules: SelectionRules) -> anyhow::Result<()> {
+        let Plan {
+            docker,
+            args,
+            ui,
+            image,
+            spec,
+            parent,
+        } = *self;
+        let step = ui.step(format!("start {}", args.image));
+        let (id, mut observation) = start_observed(docker, spec, sensor, parent).await?;
+        step.done(format!("as {}", spec.name));
+        let step = ui.step("observe");
+        let stop = observation
+            .record_until(
+                async {
+                    let why = tokio::select! {
+                        code = docker.wait(&id) => return code.map(Stop::Exited),
+                        _ = deadline(args.duration) => Stop::Duration,
+                        _ = interrupted() => Stop::Interrupted,
+                    };
+                    docker.stop(&id, STOP_GRACE_SECS).await?;
+                    docker.wait(&id).await?;
+                    Ok::<_, RuntimeError>(why)
+                },
+                |p| step.set_detail(progress_detail(p)),
+            )
+            .await??;
+        let recording = observation.finish()?;
+        step.done(observed(stop, &recording));
+        if let Stop::Exited(code) = stop
+            && code != 0
+        {
+            ui.warn(format!("the container exited with code {code}"));
+        }
+        let container = docker.container(&id).await?;
+
+        let original = build::read_original(
+            Some(docker),
+            &ImageSpec::Engine(image.id.clone()),
+            &args.image,
+            args.source.image_source,
+            &ui,
+        )
         .await
         .context("reading the original image")?;
-    let mounts = session::mount_points(&recording, &container.mount_destinations);
-    let (report, _stats) = session::make_report(
-        &recording,
-        &original.files,
-        &mounts,
-        ImageRef {
-            reference: args.image.clone(),
-            id: image.id.clone(),
-        },
-        ContainerRef {
-            id: container.id.clone(),
-            name: container.name.clone(),
-        },
-    );
-    if let Some(path) = &args.output {
-        report.write(path)?;
-    }
-    if !report.complete && !args.allow_incomplete {
-        anyhow::bail!(
-            "events were lost while observing ({} lost, {} unreadable, {} too long), so the slim \
-             image could miss files; run again, or pass --allow-incomplete",
-            report.events.lost,
-            report.events.unreadable,
-            report.events.truncated
+        let mounts = session::mount_points(&recording, &container.mount_destinations);
+        let (report, _stats) = session::make_report(
+            &recording,
+            &original.files,
+            &mounts,
+            ImageRef {
+                reference: args.image.clone(),
+                id: image.id.clone(),
+            },
+            ContainerRef {
+                id: container.id.clone(),
+                name: container.name.clone(),
+            },
         );
+        if let Some(path) = &args.report {
+            report.write(path)?;
+        }
+        if !report.complete && !args.allow_incomplete {
+            anyhow::bail!(
+                "events were lost while observing ({} lost, {} unreadable, {} too long), so the slim \
+             image could miss files; run again, or pass --allow-incomplete",
+                report.events.lost,
+                report.events.unreadable,
+                report.events.truncated
+            );
+        }
+        let tag = args
+            .tag
+            .clone()
+            .unwrap_or_else(|| build::tag::slim_tag(&args.image, &image.id));
+        let options = BuildOptions {
+            tag: Some(tag.clone()),
+            allow_incomplete: args.allow_incomplete,
+            via: args.source.image_source,
+            source_date_epoch: build::source_date_epoch(),
+            outputs: args.outputs.outputs(),
+            rules,
+        };
+        let summary = build::build_from(
+            Some(docker),
+            &original,
+            &args.image,
+            Some(&report),
+            &tag,
+            &options,
+            &ui,
+        )
+        .await?;
+        ui.result(summary_line(&summary));
+        Ok(())
     }
-    let tag = args
-        .tag
-        .clone()
-        .unwrap_or_else(|| build::tag::slim_tag(&args.image, &image.id));
-    let options = BuildOptions {
-        tag: Some(tag.clone()),
-        allow_incomplete: args.allow_incomplete,
-        via: args.source.image_source,
-        source_date_epoch: build::source_date_epoch(),
-    };
-    let summary =
-        build::build_from(docker, &original, &args.image, &report, &tag, &options).await?;
-    ui.result(summary_line(&summary));
-    Ok(())
 }

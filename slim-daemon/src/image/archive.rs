@@ -1,18 +1,22 @@
-//! Reading an image archive: the `docker save` stream (classic layout, or the OCI layout of
-//! Engine 25+, which also carries `manifest.json`) or a docker-archive tar on disk.
+//! The docker-archive format: what `docker save` writes (classic layout, or the OCI layout of
+//! Engine 25+, which also carries `manifest.json`) and `docker load` reads.
 //!
-//! Nothing is extracted: members are located by byte range and layers are read in place.
+//! Reading extracts nothing: members are located by byte range and layers are read in place.
 use std::{
     collections::HashMap,
     fs::File,
-    io::{self, Read},
+    io::{self, Read, Write},
     os::unix::fs::FileExt,
     path::Path,
 };
 
 use serde::Deserialize;
+use serde_json::json;
 
-use super::ImageError;
+use super::{
+    ImageError,
+    config::{digest, hex_of},
+};
 
 /// Members larger than this are not JSON documents we read into memory.
 const MAX_JSON: u64 = 16 << 20;
@@ -153,4 +157,52 @@ impl Read for BlobReader<'_> {
         self.pos += n as u64;
         Ok(n)
     }
+}
+
+/// Writes a docker-archive (what `docker save` writes and `docker load` reads) holding one
+/// image with one layer.
+pub fn write(
+    out: impl Write,
+    config: &[u8],
+    layer: &Path,
+    diff_id: &str,
+    repo_tags: &[String],
+) -> io::Result<()> {
+    let config_name = format!("{}.json", hex_of(&digest(config)));
+    let layer_name = format!("{}/layer.tar", hex_of(diff_id));
+    let manifest = serde_json::to_vec(&json!([{
+        "Config": config_name,
+        "RepoTags": repo_tags,
+        "Layers": [layer_name],
+    }]))
+    .expect("JSON values serialise");
+    let mut tar = tar::Builder::new(out);
+    tar.mode(tar::HeaderMode::Deterministic);
+    append_bytes(&mut tar, &config_name, config)?;
+    let mut dir = tar::Header::new_ustar();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    dir.set_mtime(0);
+    tar.append_data(&mut dir, format!("{}/", hex_of(diff_id)), io::empty())?;
+    let mut file = File::open(layer)?;
+    let len = file.metadata()?.len();
+    let mut header = file_header(len);
+    tar.append_data(&mut header, &layer_name, &mut file)?;
+    append_bytes(&mut tar, "manifest.json", &manifest)?;
+    tar.into_inner()?.flush()
+}
+
+fn file_header(len: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(len);
+    h.set_mtime(0);
+    h
+}
+
+fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> io::Result<()> {
+    let mut header = file_header(data.len() as u64);
+    tar.append_data(&mut header, name, data)
 }

@@ -1,9 +1,11 @@
 //! Images: reading an image's layers into one flattened tree, and writing a new image.
 pub mod archive;
+pub mod config;
 pub mod elf;
-pub mod engine;
+pub mod history;
 pub mod layer_dir;
-pub mod output;
+pub mod oci;
+pub mod source;
 pub mod tar_layer;
 pub mod tree;
 pub mod writer;
@@ -48,8 +50,8 @@ impl ImageError {
 enum Store {
     /// Layer directories, opened once, bottom layer first.
     LayerDirs(Vec<(PathBuf, OwnedFd)>),
-    /// One archive file holding the layer tars.
-    Archive(File),
+    /// Files holding layer tars: an image archive, or one file per layer.
+    Blobs(Vec<File>),
 }
 
 /// An image's flattened tree and access to its files' bytes.
@@ -83,24 +85,35 @@ impl ImageFiles {
         })
     }
 
-    /// Flattens the layer tars found at `layers` (byte ranges) in the archive `path`.
-    pub fn from_archive(path: &Path, layers: &[(u64, u64)]) -> Result<Self, ImageError> {
+    /// Flattens layer tars, bottom layer first, each given as a file and a byte range in it.
+    pub fn from_tars(layers: &[(PathBuf, (u64, u64))]) -> Result<Self, ImageError> {
         let mut tree = Tree::new();
-        for range in layers {
-            tree.apply_layer(tar_layer::read_layer(path, *range)?);
+        let mut files: Vec<(PathBuf, File)> = Vec::new();
+        for (path, range) in layers {
+            let blob = match files.iter().position(|(p, _)| p == path) {
+                Some(i) => i,
+                None => {
+                    let file = File::open(path)
+                        .map_err(|e| ImageError::io(format!("opening {}", path.display()), e))?;
+                    files.push((path.clone(), file));
+                    files.len() - 1
+                }
+            };
+            tree.apply_layer(tar_layer::read_layer(path, blob as u32, *range)?);
         }
-        let file = File::open(path)
-            .map_err(|e| ImageError::io(format!("opening {}", path.display()), e))?;
         Ok(ImageFiles {
             tree,
-            store: Store::Archive(file),
+            store: Store::Blobs(files.into_iter().map(|(_, f)| f).collect()),
         })
     }
 
     /// A reader of the bytes of a regular file (or hard link) of the tree.
     pub fn open(&self, node: &Node) -> io::Result<Box<dyn Read + '_>> {
         match (&node.data, &self.store) {
-            (Data::Blob { offset, .. }, Store::Archive(file)) => {
+            (Data::Blob { blob, offset }, Store::Blobs(files)) => {
+                let file = files
+                    .get(*blob as usize)
+                    .ok_or_else(|| io::Error::other("no such blob"))?;
                 Ok(Box::new(BlobReader::new(file, *offset, node.size)))
             }
             (Data::LayerFile { layer, rel }, Store::LayerDirs(dirs)) => {

@@ -19,9 +19,13 @@ const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
 type LayerReader = Take<File>;
 
 /// Lists the entries of the layer tar that sits in the file `path` at byte range `range`
-/// (a layer inside an image archive, or a whole file). Data offsets are absolute within the
-/// file.
-pub fn read_layer(path: &Path, range: (u64, u64)) -> Result<Vec<LayerEntry>, ImageError> {
+/// (a layer inside an image archive, or a whole file). Data references name the file as
+/// `blob`, at offsets absolute within it.
+pub fn read_layer(
+    path: &Path,
+    blob: u32,
+    range: (u64, u64),
+) -> Result<Vec<LayerEntry>, ImageError> {
     let bad = |e: io::Error| ImageError::Layer(path.to_path_buf(), e.to_string());
     let (start, len) = range;
     let mut file = File::open(path).map_err(bad)?;
@@ -98,6 +102,7 @@ pub fn read_layer(path: &Path, range: (u64, u64)) -> Result<Vec<LayerEntry>, Ima
         if node.kind == Kind::File {
             node.size = entry.size();
             node.data = Data::Blob {
+                blob,
                 offset: start + entry.raw_file_position(),
             };
         }

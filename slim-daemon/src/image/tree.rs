@@ -43,8 +43,9 @@ impl Kind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Data {
     None,
-    /// In the image archive on disk, at a byte offset.
+    /// In one of the image's blob files on disk, at a byte offset.
     Blob {
+        blob: u32,
         offset: u64,
     },
     /// In a layer directory, at a path relative to it.
@@ -289,14 +290,23 @@ mod tests {
     fn hardlink_to_a_lower_layer_takes_its_data() {
         let mut tree = Tree::new();
         let mut target = file(7);
-        target.data = Data::Blob { offset: 512 };
+        target.data = Data::Blob {
+            blob: 0,
+            offset: 512,
+        };
         tree.apply_layer(vec![add("/t", target)]);
         let mut link = file(0);
         link.kind = Kind::Hardlink(PathBuf::from("/t"));
         tree.apply_layer(vec![add("/l", link)]);
         let l = tree.get(Path::new("/l")).unwrap();
         assert_eq!(l.size, 7);
-        assert_eq!(l.data, Data::Blob { offset: 512 });
+        assert_eq!(
+            l.data,
+            Data::Blob {
+                blob: 0,
+                offset: 512
+            }
+        );
     }
 
     #[test]

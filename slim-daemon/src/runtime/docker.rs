@@ -12,6 +12,8 @@ use bollard::{
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 
+use crate::image::history::HistoryEntry;
+
 /// Failures of the container runtime, each naming what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -65,6 +67,8 @@ pub struct ImageInfo {
     pub layer_count: usize,
     /// Storage driver name and data: a hint for reading layers in place.
     pub graph_driver: Option<(String, HashMap<String, String>)>,
+    /// The run configuration (Cmd, Env, ...) as the engine reports it, for display.
+    pub run_config: serde_json::Value,
 }
 
 #[derive(Clone, Debug)]
@@ -231,6 +235,7 @@ impl Docker {
             size: i.size.unwrap_or(0).max(0) as u64,
             layer_count: i.root_fs.and_then(|r| r.layers).map_or(0, |l| l.len()),
             graph_driver: i.graph_driver.map(|g| (g.name, g.data)),
+            run_config: serde_json::to_value(i.config).unwrap_or_default(),
         })
     }
 
@@ -363,6 +368,31 @@ impl Docker {
             }
         }
         Ok(())
+    }
+
+    /// The image's history, oldest step first.
+    pub async fn image_history(&self, reference: &str) -> Result<Vec<HistoryEntry>> {
+        let mut items =
+            self.client
+                .image_history(reference)
+                .await
+                .map_err(|e| match status_of(&e) {
+                    Some(404) => RuntimeError::NoSuchImage(reference.to_owned()),
+                    _ => self.api(&format!("reading the history of {reference}"), e),
+                })?;
+        items.reverse();
+        Ok(items
+            .into_iter()
+            .map(|i| HistoryEntry {
+                // Imported images say what made them in the comment.
+                created_by: if i.created_by.is_empty() {
+                    i.comment
+                } else {
+                    i.created_by
+                },
+                size: i.size.max(0) as u64,
+            })
+            .collect())
     }
 
     pub async fn remove_image(&self, reference: &str) -> Result<()> {

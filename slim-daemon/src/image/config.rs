@@ -1,10 +1,5 @@
-//! The slim image's config and the archive formats it is written in.
-use std::{
-    fs::File,
-    io::{self, Write},
-    path::Path,
-};
-
+//! The slim image's config: the original's, with only the root file system and the history
+//! replaced.
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -47,56 +42,9 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
-fn hex_of(digest: &str) -> &str {
+/// The hex part of a `sha256:<hex>` digest.
+pub fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
-}
-
-/// Writes a docker-archive (what `docker save` writes and `docker load` reads) holding one
-/// image with one layer.
-pub fn write_docker_archive(
-    out: impl Write,
-    config: &[u8],
-    layer: &Path,
-    diff_id: &str,
-    repo_tags: &[String],
-) -> io::Result<()> {
-    let config_name = format!("{}.json", hex_of(&digest(config)));
-    let layer_name = format!("{}/layer.tar", hex_of(diff_id));
-    let manifest = serde_json::to_vec(&json!([{
-        "Config": config_name,
-        "RepoTags": repo_tags,
-        "Layers": [layer_name],
-    }]))
-    .expect("JSON values serialise");
-    let mut tar = tar::Builder::new(out);
-    tar.mode(tar::HeaderMode::Deterministic);
-    append_bytes(&mut tar, &config_name, config)?;
-    let mut dir = tar::Header::new_ustar();
-    dir.set_entry_type(tar::EntryType::Directory);
-    dir.set_mode(0o755);
-    dir.set_size(0);
-    dir.set_mtime(0);
-    tar.append_data(&mut dir, format!("{}/", hex_of(diff_id)), io::empty())?;
-    let mut file = File::open(layer)?;
-    let len = file.metadata()?.len();
-    let mut header = file_header(len);
-    tar.append_data(&mut header, &layer_name, &mut file)?;
-    append_bytes(&mut tar, "manifest.json", &manifest)?;
-    tar.into_inner()?.flush()
-}
-
-fn file_header(len: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o644);
-    h.set_size(len);
-    h.set_mtime(0);
-    h
-}
-
-fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> io::Result<()> {
-    let mut header = file_header(data.len() as u64);
-    tar.append_data(&mut header, name, data)
 }
 
 #[cfg(test)]

@@ -1,7 +1,5 @@
-//! Benchmarks, printed as ratios against a baseline measured in the same run.
-//!
-//! Sensor overhead: a syscall-heavy C loop in a container, bare, under `slimd observe`, and
-//! under `strace -f` (the approach of strace-based slimming tools). Sensor capacity: the rate of
+//! Sensor overhead: syscall-heavy loops in a container, bare, under `slimd observe`, and under
+//! `strace -f` (the approach of strace-based slimming tools). Sensor capacity: the rate of
 //! distinct paths the sensor takes with zero lost events.
 use std::{
     io::{BufRead, BufReader},
@@ -12,27 +10,14 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 
+use super::{BenchOptions, REPEATS, docker, median};
 use crate::{images, output};
 
 const IMAGE: &str = "slimd-bench/pathbench:1";
-const SOURCE: &str = include_str!("../bench/pathbench.c");
-/// Repetitions of each measurement; the median is reported.
-const REPEATS: usize = 5;
+const SOURCE: &str = include_str!("../../bench/pathbench.c");
 /// strace stops the process twice per syscall: it runs this fraction of the rounds (the
 /// comparison is per round).
 const STRACE_SHARE: u64 = 20;
-
-/// Settings of one benchmark run.
-pub struct BenchOptions {
-    /// Rounds of stat + open + close in the overhead workload.
-    pub rounds: u64,
-    /// Distinct paths per process in the capacity workload.
-    pub distinct: u64,
-}
-
-fn docker(args: &[&str]) -> anyhow::Result<String> {
-    output(Command::new("docker").args(args))
-}
 
 /// The benchmark image: the apps image plus a static build of `pathbench.c`.
 fn bench_image() -> anyhow::Result<()> {
@@ -133,11 +118,6 @@ fn wait_for_stderr(child: &mut Child, marker: &str) -> anyhow::Result<()> {
         }
     }
     bail!("never saw {marker:?}")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Event counts from a report.
