@@ -32,10 +32,11 @@ fn assert_one_line_error(out: &Run, expected: &str) {
     );
 }
 
-fn busybox_report(env: &E2e, dir: &Path) -> String {
+/// A report of the busybox image; `test` keeps the slim image's tag apart from other tests'.
+fn busybox_report(env: &E2e, dir: &Path, test: &str) -> String {
     let image = images::busybox().expect("test image");
     let report = dir.join("busybox.json").to_str().unwrap().to_owned();
-    let tag = TagGuard::new("bad-input-busybox");
+    let tag = TagGuard::new(&format!("{test}-busybox"));
     env.slim_run(image, tag.as_str(), &["-q", "-o", &report], &["true"]);
     report
 }
@@ -72,7 +73,7 @@ fn missing_images() {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let report = busybox_report(&env, dir.path());
+    let report = busybox_report(&env, dir.path(), "missing-images");
     let out = env.slimd(&["build", "slimd-e2e/no-such-image:1", "-r", &report]);
     assert_one_line_error(&out, "no such image: slimd-e2e/no-such-image:1");
     assert!(!image_exists("slimd-e2e/no-such-image:1-slim"));
@@ -94,7 +95,7 @@ fn reports_that_cannot_be_used() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let apps = images::APPS.ensure().expect("test image");
-    let good = busybox_report(&env, dir.path());
+    let good = busybox_report(&env, dir.path(), "bad-report");
     let tag = TagGuard::new("bad-report");
     let build = |report: &str| env.slimd(&["build", apps, "-r", report, "--tag", tag.as_str()]);
 
@@ -133,7 +134,7 @@ fn incomplete_reports_need_consent() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let busybox = images::busybox().expect("test image");
-    let good = busybox_report(&env, dir.path());
+    let good = busybox_report(&env, dir.path(), "incomplete");
     let mut report: Value = serde_json::from_slice(&fs::read(&good).unwrap()).unwrap();
     report["complete"] = false.into();
     report["events"]["lost"] = 3.into();
