@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{image::source::Via, sensor::SensorChoice};
+use crate::{image::source::Via, scenario::ContinueAfter, sensor::SensorChoice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +34,54 @@ pub enum Command {
     Merge(MergeArgs),
     /// Show an image's layers and a Dockerfile reverse-engineered from its history and config.
     Info(InfoArgs),
+    /// Run an image and its slim image the same way and compare what they do.
+    Verify(VerifyArgs),
+}
+
+/// What to do with the running container, and when to stop it.
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// Send HTTP requests (GET / unless told otherwise) to the exposed ports, published on
+    /// 127.0.0.1, once they accept connections.
+    #[arg(long)]
+    pub http_probe: bool,
+    /// Request this path (repeatable; implies --http-probe).
+    #[arg(long, value_name = "PATH")]
+    pub http_probe_path: Vec<String>,
+    /// Requests from a JSON file: [{"method", "path", "headers": [[name, value]], "body"}]
+    /// (implies --http-probe).
+    #[arg(long, value_name = "FILE")]
+    pub http_probe_file: Option<PathBuf>,
+    /// Probe only this container port (repeatable).
+    #[arg(long, value_name = "PORT")]
+    pub http_probe_port: Vec<String>,
+    /// Run this command in the container with `sh -c` (repeatable); what it uses counts.
+    #[arg(long = "exec", value_name = "CMD")]
+    pub execs: Vec<String>,
+    /// Run this command on the host with `sh -c` (repeatable), with SLIMD_PORT_<port> set to
+    /// each published port on 127.0.0.1; what it uses does not count.
+    #[arg(long = "host-exec", value_name = "CMD")]
+    pub host_execs: Vec<String>,
+    /// When to stop the container: when it exits, once the probes and commands are done, or
+    /// that many seconds after (default: probes when there are probes or commands, else exit).
+    #[arg(long, value_name = "exit|probes|SECS")]
+    pub continue_after: Option<ContinueAfter>,
+    /// Stop the container after this many seconds at the latest.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The original image.
+    pub original: String,
+    /// The slim image.
+    pub slim: String,
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// The command to run in both instead of the image's Cmd.
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -142,9 +190,11 @@ pub struct RunArgs {
     /// Tag of the slim image (default: <repo>:<tag>-slim).
     #[arg(short, long)]
     pub tag: Option<String>,
-    /// Stop the container after this many seconds (default: wait for it to exit).
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Then run the original and the slim image the same way and compare what they do.
+    #[arg(long)]
+    pub verify: bool,
     /// Also keep the access report here.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub report: Option<PathBuf>,

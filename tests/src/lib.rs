@@ -176,6 +176,39 @@ pub fn extract_image(image: &str) -> tempfile::TempDir {
     dir
 }
 
+/// Runs `image` as a service with `port` published on 127.0.0.1 and returns the bytes of
+/// `GET /`, fetched with curl once the service answers.
+pub fn served_root(image: &str, port: &str) -> Vec<u8> {
+    let started = docker(&["run", "-d", "-p", &format!("127.0.0.1::{port}"), image])
+        .ok("starting the service");
+    let id = started.stdout.trim().to_owned();
+    let _guard = ContainerGuard(id.clone());
+    let mapped = docker(&["port", &id, port]).ok("docker port");
+    let address = mapped
+        .stdout
+        .lines()
+        .next()
+        .expect("a published port")
+        .trim()
+        .to_owned();
+    assert!(address.starts_with("127.0.0.1:"), "published on {address}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = Command::new("curl")
+            .args(["-s", "-f", &format!("http://{address}/")])
+            .output()
+            .expect("running curl");
+        if out.status.success() {
+            return out.stdout;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{image} never answered on {address}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 pub fn image_exists(image: &str) -> bool {
     docker(&["image", "inspect", image]).code == Some(0)
 }

@@ -25,12 +25,6 @@ pub const APPS: Rootfs = Rootfs {
     packages: &["python3", "nginx-light", "redis-server"],
 };
 
-/// Minbase with python3 and the full perl: for cases that need more than perl-base.
-pub const PERL: Rootfs = Rootfs {
-    tag: "slimd-test/perl:bookworm",
-    packages: &["python3", "perl"],
-};
-
 /// A Debian root filesystem made by `debootstrap --variant=minbase`.
 #[derive(Clone, Copy, Debug)]
 pub struct Rootfs {
@@ -258,4 +252,26 @@ pub fn derived(tag: &str, dockerfile: &str, files: &[(&str, &[u8])]) -> anyhow::
     let _ = fs::remove_dir_all(&dir);
     result.with_context(|| format!("building test image {tag}"))?;
     Ok(tag.to_owned())
+}
+
+/// nginx from the apps image as a service: `EXPOSE 80`, `nginx -g 'daemon off;'`.
+pub fn nginx() -> anyhow::Result<String> {
+    let base = APPS.ensure()?;
+    derived(
+        "slimd-test/nginx:bookworm",
+        &format!("FROM {base}\nEXPOSE 80\nCMD [\"nginx\", \"-g\", \"daemon off;\"]"),
+        &[],
+    )
+}
+
+/// redis-server from the apps image as a service on port 6379.
+pub fn redis() -> anyhow::Result<String> {
+    let base = APPS.ensure()?;
+    derived(
+        "slimd-test/redis:bookworm",
+        &format!(
+            "FROM {base}\nEXPOSE 6379\nCMD [\"redis-server\", \"--protected-mode\", \"no\", \"--save\", \"\"]"
+        ),
+        &[],
+    )
 }

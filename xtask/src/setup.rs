@@ -11,12 +11,15 @@ use std::{
 use anyhow::{Context, bail};
 
 /// Debian packages and a command each provides.
-const PACKAGES: [(&str, &str); 5] = [
+const PACKAGES: [(&str, &str); 7] = [
     ("docker.io", "dockerd"),
     ("debootstrap", "debootstrap"),
     ("skopeo", "skopeo"),
     ("strace", "strace"),
     ("curl", "curl"),
+    // A client on the host for the redis service case.
+    ("redis-tools", "redis-cli"),
+    ("gcc", "gcc"),
 ];
 const DOCKERD_LOG: &str = "/var/log/slimd-dockerd.log";
 

@@ -4,14 +4,15 @@ mod info;
 mod merge;
 mod observe;
 mod run;
-
-use std::time::Duration;
+mod verify;
 
 use anyhow::Context;
 
 use crate::{
     build::{BuildSummary, Outputs, SelectionRules},
-    cli::{Command, OutputArgs, SelectionArgs},
+    cli::{Command, OutputArgs, ScenarioArgs, SelectionArgs},
+    probe::HttpProbe,
+    scenario::{Ending, Scenario},
     ui::{self, Ui},
 };
 
@@ -23,24 +24,25 @@ impl Command {
             Command::Build(args) => build::execute(args, ui).await,
             Command::Merge(args) => merge::execute(args, ui),
             Command::Info(args) => info::execute(args, ui).await,
+            Command::Verify(args) => verify::execute(args, ui).await,
         }
     }
 }
 
-/// Why a recording stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    Exited(i64),
-    Duration,
-    Interrupted,
+/// The warning when `--sensor auto` falls back to fanotify.
+fn fanotify_fallback(e: &crate::sensor::SensorError) -> String {
+    format!(
+        "eBPF is not available ({e}); watching with fanotify, which cannot see stat calls or symlinks"
+    )
 }
 
 /// How an observation ended and what it saw.
-fn observed(stop: Stop, recording: &crate::session::Recording) -> String {
-    let why = match stop {
-        Stop::Exited(code) => format!("the container exited ({code})"),
-        Stop::Duration => "the duration ended".into(),
-        Stop::Interrupted => "interrupted".into(),
+fn observed(ending: Ending, exit_code: i64, recording: &crate::session::Recording) -> String {
+    let why = match ending {
+        Ending::Exited => format!("the container exited ({exit_code})"),
+        Ending::Done => "done".into(),
+        Ending::Duration => "the duration ended".into(),
+        Ending::Interrupted => "interrupted".into(),
     };
     format!(
         "{why}: {} events, {} distinct accesses",
@@ -53,29 +55,29 @@ fn progress_detail(p: crate::session::Progress) -> String {
     format!("{} events, {} distinct accesses", p.events, p.distinct)
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+impl ScenarioArgs {
+    /// The scenario, with the probe file read.
+    fn scenario(&self) -> anyhow::Result<Scenario> {
+        let mut probes: Vec<HttpProbe> = self
+            .http_probe_path
+            .iter()
+            .map(|p| HttpProbe::get(p))
+            .collect();
+        if let Some(file) = &self.http_probe_file {
+            probes.extend(HttpProbe::from_file(file)?);
+        }
+        if self.http_probe && probes.is_empty() {
+            probes.push(HttpProbe::get("/"));
+        }
+        Ok(Scenario {
+            probes,
+            probe_ports: self.http_probe_port.clone(),
+            execs: self.execs.clone(),
+            host_execs: self.host_execs.clone(),
+            continue_after: self.continue_after.unwrap_or_default(),
+            duration: self.duration,
+        })
     }
-}
-
-/// Completes after `secs`, or never.
-async fn deadline(secs: Option<f64>) {
-    match secs {
-        Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The warning when `--sensor auto` falls back to fanotify.
-fn fanotify_fallback(e: &crate::sensor::SensorError) -> String {
-    format!(
-        "eBPF is not available ({e}); watching with fanotify, which cannot see stat calls or symlinks"
-    )
 }
 
 impl SelectionArgs {

@@ -3,7 +3,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::{Stop, deadline, fanotify_fallback, interrupted, observed, progress_detail};
+use super::{fanotify_fallback, observed, progress_detail};
 use crate::{
     cli::ObserveArgs,
     image::{
@@ -12,6 +12,7 @@ use crate::{
     },
     report::{ContainerRef, ImageRef},
     runtime::{Docker, cgroup},
+    scenario::{Ending, deadline, interrupted},
     sensor::Sensor,
     session::{self, Observation},
     ui::{self, Ui},
@@ -38,20 +39,21 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
             .unwrap_or_default()
     ));
     let step = ui.step("observe");
-    let stop = observation
+    // The container is the user's: it is watched, never stopped.
+    let (ending, code) = observation
         .record_until(
             async {
                 tokio::select! {
-                    code = docker.wait(&container.id) => code.map(Stop::Exited),
-                    _ = deadline(args.duration) => Ok(Stop::Duration),
-                    _ = interrupted() => Ok(Stop::Interrupted),
+                    code = docker.wait(&container.id) => code.map(|c| (Ending::Exited, c)),
+                    _ = deadline(args.duration) => Ok((Ending::Duration, 0)),
+                    _ = interrupted() => Ok((Ending::Interrupted, 0)),
                 }
             },
             |p| step.set_detail(progress_detail(p)),
         )
         .await??;
     let recording = observation.finish()?;
-    step.done(observed(stop, &recording));
+    step.done(observed(ending, code, &recording));
 
     let layer_dirs = recording
         .mounts

@@ -3,9 +3,7 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use anyhow::Context;
 
-use super::{
-    Stop, deadline, fanotify_fallback, interrupted, observed, progress_detail, summary_line,
-};
+use super::{fanotify_fallback, observed, progress_detail, summary_line};
 use crate::{
     build::{self, BuildOptions, SelectionRules},
     cli::RunArgs,
@@ -16,20 +14,29 @@ use crate::{
         CreateSpec, Docker, ImageInfo, RuntimeError,
         cgroup::{self, Cgroup},
     },
+    scenario::{self, Ending, Scenario},
     sensor::{FanotifySensor, Sensor, SensorError},
     session::{self, Observation},
     ui::Ui,
 };
 
-/// Seconds a container gets to stop on its StopSignal before it is killed.
-const STOP_GRACE_SECS: i32 = 10;
 /// How often to look for the container's root mount while it starts (fanotify).
 const MOUNT_POLL: Duration = Duration::from_millis(1);
 
 pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
     let rules = args.selection.rules()?;
+    let scenario = args.scenario.scenario()?;
+    if args.verify && args.outputs.no_load {
+        anyhow::bail!("--verify runs the slim image from the engine: drop --no-load");
+    }
     let docker = Docker::connect().await?;
     let image = docker.image(&args.image).await?;
+    if scenario.needs_ports() && image.exposed_ports.is_empty() {
+        ui.warn(format!(
+            "{} exposes no ports: there is nothing to probe",
+            args.image
+        ));
+    }
     let engine_info = docker.engine_info().await?;
     if engine_info.cgroup_driver != "cgroupfs" {
         anyhow::bail!(
@@ -52,6 +59,11 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         cmd: (!args.cmd.is_empty()).then(|| args.cmd.clone()),
         cgroup_parent: Some(parent_rel.clone()),
         labels: HashMap::from([("slimd.run".to_owned(), run_id.clone())]),
+        publish: if scenario.needs_ports() {
+            image.exposed_ports.clone()
+        } else {
+            Vec::new()
+        },
     };
     let plan = Plan {
         docker: &docker,
@@ -60,6 +72,7 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         image: &image,
         spec: &spec,
         parent: &parent,
+        scenario: &scenario,
     };
     let result = plan.run_and_build(sensor, rules).await;
     if let Err(e) = docker.remove_container(&name).await {
@@ -155,6 +168,7 @@ struct Plan<'a> {
     image: &'a ImageInfo,
     spec: &'a CreateSpec,
     parent: &'a Cgroup,
+    scenario: &'a Scenario,
 }
 
 impl Plan<'_> {
@@ -166,34 +180,39 @@ impl Plan<'_> {
             image,
             spec,
             parent,
+            scenario,
         } = *self;
         let step = ui.step(format!("start {}", args.image));
         let (id, mut observation) = start_observed(docker, spec, sensor, parent).await?;
         step.done(format!("as {}", spec.name));
         let step = ui.step("observe");
-        let stop = observation
+        let container = docker.container(&id).await?;
+        let outcome = observation
             .record_until(
-                async {
-                    let why = tokio::select! {
-                        code = docker.wait(&id) => return code.map(Stop::Exited),
-                        _ = deadline(args.duration) => Stop::Duration,
-                        _ = interrupted() => Stop::Interrupted,
-                    };
-                    docker.stop(&id, STOP_GRACE_SECS).await?;
-                    docker.wait(&id).await?;
-                    Ok::<_, RuntimeError>(why)
-                },
+                scenario::play(docker, &id, &container.published, scenario),
                 |p| step.set_detail(progress_detail(p)),
             )
             .await??;
         let recording = observation.finish()?;
-        step.done(observed(stop, &recording));
-        if let Stop::Exited(code) = stop
-            && code != 0
-        {
-            ui.warn(format!("the container exited with code {code}"));
+        step.done(observed(outcome.ending, outcome.exit_code, &recording));
+        for probe in &outcome.probes {
+            ui.info(format!("  probe {}", probe.describe()));
         }
-        let container = docker.container(&id).await?;
+        for (cmd, out) in &outcome.execs {
+            ui.info(format!("  exec {cmd:?} -> exit code {}", out.exit_code));
+        }
+        for (cmd, out) in &outcome.host_execs {
+            ui.info(format!(
+                "  host exec {cmd:?} -> exit code {}",
+                out.exit_code
+            ));
+        }
+        if outcome.ending == Ending::Exited && outcome.exit_code != 0 {
+            ui.warn(format!(
+                "the container exited with code {}",
+                outcome.exit_code
+            ));
+        }
 
         let original = build::read_original(
             Some(docker),
@@ -253,6 +272,10 @@ impl Plan<'_> {
         )
         .await?;
         ui.result(summary_line(&summary));
+        if args.verify {
+            let cmd = (!args.cmd.is_empty()).then(|| args.cmd.clone());
+            super::verify::compare(docker, &ui, &args.image, &summary.tag, cmd, scenario).await?;
+        }
         Ok(())
     }
 }

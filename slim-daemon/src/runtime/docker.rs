@@ -2,11 +2,13 @@
 use std::{collections::HashMap, path::Path};
 
 use bollard::{
+    container::LogOutput,
     errors::Error as BollardError,
-    models::{ContainerCreateBody, HostConfig},
+    exec::{CreateExecOptions, StartExecResults},
+    models::{ContainerCreateBody, HostConfig, PortBinding},
     query_parameters::{
-        CreateContainerOptions, RemoveContainerOptions, RemoveImageOptions, StopContainerOptions,
-        WaitContainerOptions,
+        CreateContainerOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
+        StopContainerOptions, WaitContainerOptions,
     },
 };
 use futures_util::{StreamExt, TryStreamExt};
@@ -54,6 +56,8 @@ pub struct ContainerInfo {
     pub mount_destinations: Vec<String>,
     /// Where the engine mounts the container's root file system on the host (overlay2).
     pub merged_dir: Option<std::path::PathBuf>,
+    /// Published ports: the container's port (`80/tcp`) and its port on 127.0.0.1.
+    pub published: Vec<(String, u16)>,
 }
 
 /// What slimd needs to know about an image.
@@ -69,6 +73,8 @@ pub struct ImageInfo {
     pub graph_driver: Option<(String, HashMap<String, String>)>,
     /// The run configuration (Cmd, Env, ...) as the engine reports it, for display.
     pub run_config: serde_json::Value,
+    /// Ports the image exposes (`80/tcp`).
+    pub exposed_ports: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -88,7 +94,20 @@ pub struct CreateSpec {
     pub cmd: Option<Vec<String>>,
     pub cgroup_parent: Option<String>,
     pub labels: HashMap<String, String>,
+    /// Container ports (`80/tcp`) to publish on a free port of 127.0.0.1.
+    pub publish: Vec<String>,
 }
+
+/// What a command run in a container did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Published ports are bound to loopback only: slimd never reaches a container otherwise.
+const LOOPBACK: &str = "127.0.0.1";
 
 pub struct Docker {
     client: bollard::Docker,
@@ -208,6 +227,19 @@ impl Docker {
             merged_dir: c
                 .graph_driver
                 .and_then(|g| g.data.get("MergedDir").map(std::path::PathBuf::from)),
+            published: c
+                .network_settings
+                .and_then(|n| n.ports)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(port, bindings)| {
+                    let host = bindings?
+                        .into_iter()
+                        .filter(|b| b.host_ip.as_deref() == Some(LOOPBACK))
+                        .find_map(|b| b.host_port?.parse().ok())?;
+                    Some((port, host))
+                })
+                .collect(),
         })
     }
 
@@ -235,6 +267,11 @@ impl Docker {
             size: i.size.unwrap_or(0).max(0) as u64,
             layer_count: i.root_fs.and_then(|r| r.layers).map_or(0, |l| l.len()),
             graph_driver: i.graph_driver.map(|g| (g.name, g.data)),
+            exposed_ports: i
+                .config
+                .as_ref()
+                .and_then(|c| c.exposed_ports.clone())
+                .unwrap_or_default(),
             run_config: serde_json::to_value(i.config).unwrap_or_default(),
         })
     }
@@ -255,8 +292,21 @@ impl Docker {
             labels: Some(spec.labels.clone()),
             host_config: Some(HostConfig {
                 cgroup_parent: spec.cgroup_parent.clone(),
+                port_bindings: Some(
+                    spec.publish
+                        .iter()
+                        .map(|port| {
+                            let binding = PortBinding {
+                                host_ip: Some(LOOPBACK.into()),
+                                host_port: Some(String::new()),
+                            };
+                            (port.clone(), Some(vec![binding]))
+                        })
+                        .collect(),
+                ),
                 ..Default::default()
             }),
+            exposed_ports: (!spec.publish.is_empty()).then(|| spec.publish.clone()),
             ..Default::default()
         };
         let options = CreateContainerOptions {
@@ -345,6 +395,65 @@ impl Docker {
             .await
             .map_err(|e| RuntimeError::Api(doing, format!("{}: {e}", dest.display())))?;
         Ok(())
+    }
+
+    /// Runs a command in a running container (`docker exec`) and waits for it.
+    pub async fn exec(&self, id: &str, cmd: &[String]) -> Result<ExecOutput> {
+        let doing = format!("running {cmd:?} in container {id}");
+        let created = self
+            .client
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    cmd: Some(cmd.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| self.api(&doing, e))?;
+        let mut out = ExecOutput::default();
+        if let StartExecResults::Attached { mut output, .. } = self
+            .client
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| self.api(&doing, e))?
+        {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(|e| self.api(&doing, e))? {
+                    LogOutput::StdOut { message } => out.stdout.extend_from_slice(&message),
+                    LogOutput::StdErr { message } => out.stderr.extend_from_slice(&message),
+                    _ => {}
+                }
+            }
+        }
+        let inspected = self
+            .client
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| self.api(&doing, e))?;
+        out.exit_code = inspected.exit_code.unwrap_or(-1);
+        Ok(out)
+    }
+
+    /// What the container wrote to its standard output and standard error so far.
+    pub async fn output(&self, id: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let mut stream = self.client.logs(id, Some(options));
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(|e| self.api(&format!("reading the output of {id}"), e))? {
+                LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
+                LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                _ => {}
+            }
+        }
+        Ok((stdout, stderr))
     }
 
     /// `docker load` of a docker-archive file.

@@ -1,0 +1,281 @@
+//! What happens to a started container: HTTP probes, commands in the container and on the
+//! host, and when to stop it. The same scenario drives `slimd run` (observed) and
+//! `slimd verify` (played against the original and the slim image alike).
+use std::{future::Future, time::Duration};
+
+use crate::{
+    probe::{self, HttpProbe, ProbeResult},
+    runtime::{Docker, RuntimeError, docker::ExecOutput},
+};
+
+/// Seconds a container gets to stop on its StopSignal before it is killed.
+const STOP_GRACE_SECS: i32 = 10;
+
+/// When to stop the container once it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum ContinueAfter {
+    /// After the probes and commands when there are any, else when the container exits.
+    #[default]
+    Auto,
+    /// When the container exits by itself.
+    Exit,
+    /// As soon as the probes and commands are done.
+    Probes,
+    /// This many seconds after the probes and commands are done.
+    Secs(f64),
+}
+
+impl std::str::FromStr for ContinueAfter {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "exit" => Ok(ContinueAfter::Exit),
+            "probes" => Ok(ContinueAfter::Probes),
+            secs => secs
+                .parse::<f64>()
+                .ok()
+                .filter(|s| *s >= 0.0)
+                .map(ContinueAfter::Secs)
+                .ok_or_else(|| {
+                    format!("expected exit, probes or a number of seconds, not {secs:?}")
+                }),
+        }
+    }
+}
+
+/// What to do with the container.
+#[derive(Clone, Debug, Default)]
+pub struct Scenario {
+    /// Requests sent to each probed port.
+    pub probes: Vec<HttpProbe>,
+    /// The container ports to probe (`80` or `80/tcp`); empty: every published port.
+    pub probe_ports: Vec<String>,
+    /// Commands run in the container (`sh -c`), observed like the workload itself.
+    pub execs: Vec<String>,
+    /// Commands run on the host (`sh -c`), with `SLIMD_PORT_<port>` set to each published
+    /// port on 127.0.0.1; not observed.
+    pub host_execs: Vec<String>,
+    pub continue_after: ContinueAfter,
+    /// Stop the container after this many seconds at the latest.
+    pub duration: Option<f64>,
+}
+
+impl Scenario {
+    fn interacts(&self) -> bool {
+        !self.probes.is_empty() || !self.execs.is_empty() || !self.host_execs.is_empty()
+    }
+
+    /// Whether the container's ports must be published.
+    pub fn needs_ports(&self) -> bool {
+        !self.probes.is_empty() || !self.host_execs.is_empty()
+    }
+}
+
+/// Why the container stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// It exited by itself.
+    Exited,
+    /// slimd stopped it once the probes and commands were done.
+    Done,
+    Duration,
+    Interrupted,
+}
+
+/// What a scenario saw.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub ending: Ending,
+    pub exit_code: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub probes: Vec<ProbeResult>,
+    pub execs: Vec<(String, ExecOutput)>,
+    pub host_execs: Vec<(String, ExecOutput)>,
+}
+
+#[derive(Default)]
+struct Interactions {
+    probes: Vec<ProbeResult>,
+    execs: Vec<(String, ExecOutput)>,
+    host_execs: Vec<(String, ExecOutput)>,
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Completes after `secs`, or never.
+pub async fn deadline(secs: Option<f64>) {
+    match secs {
+        Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Plays the scenario against the started container `id`, whose ports are `published`
+/// (container port, host port), and stops it at the end.
+pub async fn play(
+    docker: &Docker,
+    id: &str,
+    published: &[(String, u16)],
+    scenario: &Scenario,
+) -> Result<Outcome, RuntimeError> {
+    let mut exited = Box::pin(docker.wait(id));
+    let mut done = Interactions::default();
+    let limit = deadline(scenario.duration);
+    tokio::pin!(limit);
+    let mut ending = tokio::select! {
+        code = &mut exited => return finish(docker, id, Ending::Exited, code?, done).await,
+        result = interact(docker, id, published, scenario, &mut done) => {
+            result?;
+            None
+        }
+        _ = &mut limit => Some(Ending::Duration),
+        _ = interrupted() => Some(Ending::Interrupted),
+    };
+    if ending.is_none() {
+        let wait: Box<dyn Future<Output = ()> + Unpin> = match scenario.continue_after {
+            ContinueAfter::Auto if scenario.interacts() => Box::new(std::future::ready(())),
+            ContinueAfter::Probes => Box::new(std::future::ready(())),
+            ContinueAfter::Secs(s) => {
+                Box::new(Box::pin(tokio::time::sleep(Duration::from_secs_f64(s))))
+            }
+            ContinueAfter::Auto | ContinueAfter::Exit => Box::new(Box::pin(std::future::pending())),
+        };
+        ending = tokio::select! {
+            code = &mut exited => return finish(docker, id, Ending::Exited, code?, done).await,
+            _ = wait => Some(Ending::Done),
+            _ = &mut limit => Some(Ending::Duration),
+            _ = interrupted() => Some(Ending::Interrupted),
+        };
+    }
+    // Stopped with the image's StopSignal, so that shutdown paths run (and are observed).
+    docker.stop(id, STOP_GRACE_SECS).await?;
+    let code = exited.await?;
+    finish(docker, id, ending.unwrap_or(Ending::Done), code, done).await
+}
+
+async fn finish(
+    docker: &Docker,
+    id: &str,
+    ending: Ending,
+    exit_code: i64,
+    done: Interactions,
+) -> Result<Outcome, RuntimeError> {
+    let (stdout, stderr) = docker.output(id).await?;
+    Ok(Outcome {
+        ending,
+        exit_code,
+        stdout,
+        stderr,
+        probes: done.probes,
+        execs: done.execs,
+        host_execs: done.host_execs,
+    })
+}
+
+/// Probes, then commands in the container, then commands on the host, in order.
+async fn interact(
+    docker: &Docker,
+    id: &str,
+    published: &[(String, u16)],
+    scenario: &Scenario,
+    done: &mut Interactions,
+) -> Result<(), RuntimeError> {
+    if !scenario.probes.is_empty() {
+        for (port, host_port) in probed(published, &scenario.probe_ports) {
+            done.probes
+                .extend(probe::send(&port, host_port, &scenario.probes).await);
+        }
+    }
+    for cmd in &scenario.execs {
+        let out = docker
+            .exec(id, &["sh".into(), "-c".into(), cmd.clone()])
+            .await?;
+        done.execs.push((cmd.clone(), out));
+    }
+    for cmd in &scenario.host_execs {
+        done.host_execs
+            .push((cmd.clone(), host_exec(cmd, published).await));
+    }
+    Ok(())
+}
+
+/// The published TCP ports to probe, in a stable order.
+fn probed(published: &[(String, u16)], only: &[String]) -> Vec<(String, u16)> {
+    let mut ports: Vec<(String, u16)> = published
+        .iter()
+        .filter(|(port, _)| port.ends_with("/tcp"))
+        .filter(|(port, _)| {
+            only.is_empty()
+                || only
+                    .iter()
+                    .any(|o| o == port || format!("{o}/tcp") == *port)
+        })
+        .cloned()
+        .collect();
+    ports.sort();
+    ports
+}
+
+async fn host_exec(cmd: &str, published: &[(String, u16)]) -> ExecOutput {
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null());
+    for (port, host_port) in published {
+        let number = port.split('/').next().unwrap_or(port);
+        command.env(format!("SLIMD_PORT_{number}"), host_port.to_string());
+    }
+    match command.output().await {
+        Ok(out) => ExecOutput {
+            exit_code: out.status.code().map_or(-1, i64::from),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        },
+        Err(e) => ExecOutput {
+            exit_code: -1,
+            stdout: Vec::new(),
+            stderr: e.to_string().into_bytes(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_after_parses() {
+        assert_eq!("exit".parse(), Ok(ContinueAfter::Exit));
+        assert_eq!("probes".parse(), Ok(ContinueAfter::Probes));
+        assert_eq!("2.5".parse(), Ok(ContinueAfter::Secs(2.5)));
+        assert!("soon".parse::<ContinueAfter>().is_err());
+    }
+
+    #[test]
+    fn probes_only_the_named_tcp_ports() {
+        let published = vec![
+            ("8080/tcp".into(), 3),
+            ("80/tcp".into(), 1),
+            ("53/udp".into(), 2),
+        ];
+        assert_eq!(
+            probed(&published, &[]),
+            vec![("80/tcp".into(), 1), ("8080/tcp".into(), 3)]
+        );
+        assert_eq!(
+            probed(&published, &["8080".into()]),
+            vec![("8080/tcp".into(), 3)]
+        );
+    }
+}
