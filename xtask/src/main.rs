@@ -77,7 +77,11 @@ fn execute(task: Task) -> anyhow::Result<()> {
             setup::ensure()?;
             let slimd = cargo_build(&root, true)?;
             if sections.is_empty() {
-                sections = vec![bench::Section::Sensor, bench::Section::Build];
+                sections = vec![
+                    bench::Section::Sensor,
+                    bench::Section::Build,
+                    bench::Section::Apps,
+                ];
             }
             bench::run(&slimd, &sections, &bench::BenchOptions { rounds, distinct })
         }

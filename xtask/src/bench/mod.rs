@@ -1,13 +1,17 @@
 //! Benchmarks, printed as ratios against baselines measured in the same run, on the same
 //! machine.
+mod apps;
 mod build;
 mod sensor;
 
 use std::{
+    io::{BufRead, BufReader},
     path::Path,
-    process::Command,
+    process::{Child, Command},
     time::{Duration, Instant},
 };
+
+use anyhow::{Context, bail};
 
 use crate::output;
 
@@ -29,6 +33,8 @@ pub enum Section {
     Sensor,
     /// `slimd build` against `docker save`.
     Build,
+    /// The real-app cases: sizes and `slimd run` wall times.
+    Apps,
 }
 
 pub fn run(slimd: &Path, sections: &[Section], options: &BenchOptions) -> anyhow::Result<()> {
@@ -36,6 +42,7 @@ pub fn run(slimd: &Path, sections: &[Section], options: &BenchOptions) -> anyhow
         match section {
             Section::Sensor => sensor::run(slimd, options)?,
             Section::Build => build::run(slimd)?,
+            Section::Apps => apps::run(slimd)?,
         }
     }
     Ok(())
@@ -55,4 +62,20 @@ fn timed(cmd: &mut Command) -> anyhow::Result<Duration> {
     let start = Instant::now();
     output(cmd)?;
     Ok(start.elapsed())
+}
+
+/// Waits until a child prints a line containing `marker` on stderr (it is then armed).
+fn wait_for_stderr(child: &mut Child, marker: &str) -> anyhow::Result<()> {
+    let stderr = child.stderr.take().context("no stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(line) = lines.next() else { break };
+        if line?.contains(marker) {
+            // Keep draining so the child never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return Ok(());
+        }
+    }
+    bail!("never saw {marker:?}")
 }

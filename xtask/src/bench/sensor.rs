@@ -2,15 +2,13 @@
 //! `strace -f` (the approach of strace-based slimming tools). Sensor capacity: the rate of
 //! distinct paths the sensor takes with zero lost events.
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
 };
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 
-use super::{BenchOptions, REPEATS, docker, median};
+use super::{BenchOptions, REPEATS, docker, median, wait_for_stderr};
 use crate::{images, output};
 
 const IMAGE: &str = "slimd-bench/pathbench:1";
@@ -102,22 +100,6 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         let _ = docker(&["rm", "-f", &self.name]);
     }
-}
-
-/// Waits until a child prints a line containing `marker` on stderr (it is then armed).
-fn wait_for_stderr(child: &mut Child, marker: &str) -> anyhow::Result<()> {
-    let stderr = child.stderr.take().context("no stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let Some(line) = lines.next() else { break };
-        if line?.contains(marker) {
-            // Keep draining so the child never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return Ok(());
-        }
-    }
-    bail!("never saw {marker:?}")
 }
 
 /// Event counts from a report.
