@@ -29,6 +29,11 @@ fn layered_image() -> String {
          WORKDIR /data\n\
          ENV GREETING=hi\n\
          EXPOSE 8080\n\
+         VOLUME /data/volume\n\
+         STOPSIGNAL SIGINT\n\
+         HEALTHCHECK --interval=30s CMD true\n\
+         ONBUILD RUN echo child\n\
+         SHELL [\"/bin/sh\", \"-eu\", \"-c\"]\n\
          ENTRYPOINT [\"sh\", \"-c\"]\n\
          CMD [\"cat keep/a opaque/new hl1 hl2; ls opaque; id -u; echo $GREETING\"]"
     );
