@@ -187,6 +187,49 @@ fn every_output_format_is_accepted_by_an_independent_reader() {
     .ok("slimd build from an OCI layout");
     let out = docker_run(again.as_str(), &["bash", "-c", "echo again"]).ok("rebuilt image");
     assert_eq!(out.stdout, "again\n");
+
+    // What `docker save` writes since Engine 25: an OCI layout plus manifest.json.
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(oci.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .replace("sha256:", "");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(oci.join("blobs/sha256").join(&manifest_digest)).unwrap())
+            .unwrap();
+    let blob = |d: &serde_json::Value| {
+        format!(
+            "blobs/sha256/{}",
+            d.as_str().unwrap().replace("sha256:", "")
+        )
+    };
+    let docker_manifest = serde_json::json!([{
+        "Config": blob(&manifest["config"]["digest"]),
+        "RepoTags": ["slimd-e2e/engine25:1"],
+        "Layers": [blob(&manifest["layers"][0]["digest"])],
+    }]);
+    fs::write(oci.join("manifest.json"), docker_manifest.to_string()).unwrap();
+    let saved = dir.path().join("engine25.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&oci)
+        .arg("-cf")
+        .arg(&saved)
+        .arg("."))
+    .ok("packing the layout");
+    let third = TagGuard::new("formats-from-engine25");
+    env.slimd(&[
+        "build",
+        &format!("docker-archive:{}", saved.display()),
+        "--include-bin",
+        "/bin/bash",
+        "--tag",
+        third.as_str(),
+    ])
+    .ok("slimd build from an Engine 25 save stream");
+    let out = docker_run(third.as_str(), &["bash", "-c", "echo third"]).ok("rebuilt image");
+    assert_eq!(out.stdout, "third\n");
 }
 
 #[test]

@@ -21,11 +21,23 @@ impl Command {
         match self {
             Command::Run(args) => run::execute(args, ui).await,
             Command::Observe(args) => observe::execute(args, ui).await,
-            Command::Build(args) => build::execute(args, ui).await,
+            // run, observe and verify stop their container on Ctrl-C and finish their work;
+            // the others just stop, leaving nothing half-written.
+            Command::Build(args) => abortable(build::execute(args, ui)).await,
             Command::Merge(args) => merge::execute(args, ui),
-            Command::Info(args) => info::execute(args, ui).await,
+            Command::Info(args) => abortable(info::execute(args, ui)).await,
             Command::Verify(args) => verify::execute(args, ui).await,
         }
+    }
+}
+
+/// `work`, or an error as soon as the user presses Ctrl-C (temporary files go with it).
+async fn abortable<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        result = work => result,
+        _ = crate::scenario::interrupted() => anyhow::bail!("interrupted"),
     }
 }
 

@@ -3,20 +3,20 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use anyhow::Context;
 
-use super::{fanotify_fallback, observed, progress_detail, summary_line};
+use super::{abortable, fanotify_fallback, observed, progress_detail, summary_line};
 use crate::{
-    build::{self, BuildOptions, SelectionRules},
+    build::{self, BuildOptions, BuildSummary, SelectionRules},
     cli::RunArgs,
     image::source::ImageSpec,
     report::{ContainerRef, ImageRef},
     resolve::mountinfo,
     runtime::{
-        CreateSpec, Docker, ImageInfo, RuntimeError,
+        ContainerInfo, CreateSpec, Docker, ImageInfo, RuntimeError,
         cgroup::{self, Cgroup},
     },
     scenario::{self, Ending, Scenario},
     sensor::{FanotifySensor, Sensor, SensorError},
-    session::{self, Observation},
+    session::{self, Observation, Recording},
     ui::Ui,
 };
 
@@ -177,10 +177,10 @@ impl Plan<'_> {
             docker,
             args,
             ui,
-            image,
             spec,
             parent,
             scenario,
+            ..
         } = *self;
         let step = ui.step(format!("start {}", args.image));
         let (id, mut observation) = start_observed(docker, spec, sensor, parent).await?;
@@ -213,7 +213,29 @@ impl Plan<'_> {
                 outcome.exit_code
             ));
         }
+        let summary = abortable(self.build(&recording, &container, rules)).await?;
+        ui.result(summary_line(&summary));
+        if args.verify {
+            let cmd = (!args.cmd.is_empty()).then(|| args.cmd.clone());
+            super::verify::compare(docker, &ui, &args.image, &summary.tag, cmd, scenario).await?;
+        }
+        Ok(())
+    }
 
+    /// Resolves the recording against the image and builds the slim image.
+    async fn build(
+        &self,
+        recording: &Recording,
+        container: &ContainerInfo,
+        rules: SelectionRules,
+    ) -> anyhow::Result<BuildSummary> {
+        let Plan {
+            docker,
+            args,
+            ui,
+            image,
+            ..
+        } = *self;
         let original = build::read_original(
             Some(docker),
             &ImageSpec::Engine(image.id.clone()),
@@ -223,9 +245,9 @@ impl Plan<'_> {
         )
         .await
         .context("reading the original image")?;
-        let mounts = session::mount_points(&recording, &container.mount_destinations);
+        let mounts = session::mount_points(recording, &container.mount_destinations);
         let (report, _stats) = session::make_report(
-            &recording,
+            recording,
             &original.files,
             &mounts,
             ImageRef {
@@ -261,7 +283,7 @@ impl Plan<'_> {
             outputs: args.outputs.outputs(),
             rules,
         };
-        let summary = build::build_from(
+        Ok(build::build_from(
             Some(docker),
             &original,
             &args.image,
@@ -270,12 +292,6 @@ impl Plan<'_> {
             &options,
             &ui,
         )
-        .await?;
-        ui.result(summary_line(&summary));
-        if args.verify {
-            let cmd = (!args.cmd.is_empty()).then(|| args.cmd.clone());
-            super::verify::compare(docker, &ui, &args.image, &summary.tag, cmd, scenario).await?;
-        }
-        Ok(())
+        .await?)
     }
 }
