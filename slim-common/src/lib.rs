@@ -172,6 +172,15 @@ pub const PATH_OFFSET: usize = 80;
 const _: () = assert!(core::mem::offset_of!(PathEvent, path) == PATH_OFFSET);
 const _: () = assert!(core::mem::size_of::<PathEvent>() == PATH_OFFSET + PATH_CAP + DIR_BUF);
 
+/// An event waiting for its thread's next syscall to read its path (the `PENDING` map).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Pending {
+    /// The user address of the path.
+    pub user_path: u64,
+    pub event: PathEvent,
+}
+
 /// Index of the counters in the per-CPU `STATS` array.
 pub mod stat {
     /// Events that could not be reserved in the ring buffer: lost.
@@ -193,4 +202,5 @@ mod pod {
     // every bit pattern.
     unsafe impl aya::Pod for super::SyscallSpec {}
     unsafe impl aya::Pod for super::PathEvent {}
+    unsafe impl aya::Pod for super::Pending {}
 }

@@ -162,7 +162,7 @@ impl Observation {
                 deduplicated: counters.deduplicated,
                 lost: counters.lost(),
                 lost_per_cpu: counters.lost_per_cpu,
-                unreadable: problems.unreadable,
+                unreadable: problems.unreadable + counters.stranded,
                 truncated: problems.truncated,
                 read_on_exit: counters.retried,
             },

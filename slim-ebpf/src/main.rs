@@ -37,7 +37,7 @@ use aya_ebpf::{
 use kernel::{BPRM_FILE, BPRM_FILENAME, BPRM_INTERP, KPath, kptr, off};
 use slim_common::{
     AT_FDCWD, DIR_CAP, MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_CAP, PATH_OFFSET, PathEvent,
-    SyscallSpec, config, flags_kind, stat, status,
+    Pending, SyscallSpec, config, flags_kind, stat, status,
 };
 
 /// Events to user space. User space sets the real size at load time.
@@ -67,13 +67,6 @@ static SCRATCH: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
 /// Events whose path is read at their thread's next syscall, by thread id.
 #[map]
 static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(2048, 0);
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Pending {
-    user_path: u64,
-    event: PathEvent,
-}
 
 const O_NOFOLLOW: u32 = 0o400000;
 const AT_SYMLINK_NOFOLLOW: u32 = 0x100;

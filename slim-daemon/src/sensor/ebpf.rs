@@ -8,8 +8,8 @@ use aya::{
     programs::BtfTracePoint,
 };
 use slim_common::{
-    MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_OFFSET, PathEvent, SyscallSpec, config, flags_kind,
-    stat, status,
+    MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_OFFSET, PathEvent, Pending, SyscallSpec, config,
+    flags_kind, stat, status,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -89,6 +89,9 @@ pub struct EbpfSensor {
     _ebpf: Ebpf,
     watched: HashMap<MapData, u64, u32>,
     config: Array<MapData, u64>,
+    pending: HashMap<MapData, u32, Pending>,
+    /// The cgroup ids watched, to tell this sensor's stranded pending events.
+    watch_ids: Vec<u64>,
     stats: PerCpuArray<MapData, u64>,
     ring: AsyncFd<RingBuf<MapData>>,
     level_mask: u64,
@@ -171,6 +174,7 @@ impl EbpfSensor {
         };
         let watched = HashMap::try_from(take(&mut ebpf, "WATCHED")?).map_err(map_err("WATCHED"))?;
         let config = Array::try_from(take(&mut ebpf, "CONFIG")?).map_err(map_err("CONFIG"))?;
+        let pending = HashMap::try_from(take(&mut ebpf, "PENDING")?).map_err(map_err("PENDING"))?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, "STATS")?).map_err(map_err("STATS"))?;
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?;
         // SAFETY: the ring buffer owns its map fd, which stays open and the same until the
@@ -181,6 +185,8 @@ impl EbpfSensor {
             _ebpf: ebpf,
             watched,
             config,
+            pending,
+            watch_ids: Vec::new(),
             stats,
             ring,
             level_mask: 0,
@@ -198,6 +204,7 @@ impl EbpfSensor {
         self.watched
             .insert(cgroup.id, 1, 0)
             .map_err(map_err("WATCHED"))?;
+        self.watch_ids.push(cgroup.id);
         if subtree {
             if cgroup.level == 0 || cgroup.level >= MAX_CGROUP_LEVEL {
                 return Err(SensorError::Map(
@@ -261,11 +268,18 @@ impl EbpfSensor {
         for (lost, retry_lost) in lost_per_cpu.iter_mut().zip(per_cpu(stat::RETRY_LOST)?) {
             *lost += retry_lost;
         }
+        let stranded = self
+            .pending
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, p)| self.watch_ids.contains(&p.event.watch_id))
+            .count() as u64;
         Ok(SensorCounters {
             sent: sum(stat::SENT)?,
             deduplicated: sum(stat::DEDUPED)?,
             lost_per_cpu,
             retried: sum(stat::RETRIED)?,
+            stranded,
         })
     }
 }

@@ -190,6 +190,9 @@ pub struct SensorCounters {
     pub lost_per_cpu: Vec<u64>,
     /// Paths read at their thread's next syscall (not resident on entry).
     pub retried: u64,
+    /// Paths still waiting for their thread's next syscall, which never came (the thread
+    /// was killed inside its syscall): lost.
+    pub stranded: u64,
 }
 
 impl SensorCounters {
