@@ -3,7 +3,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{image::source::Via, scenario::ContinueAfter, sensor::SensorChoice};
+use crate::{
+    image::source::Via,
+    scenario::ContinueAfter,
+    sensor::{SensorChoice, ebpf::DEFAULT_RING_KB},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -90,6 +94,10 @@ pub struct SensorArgs {
     /// fanotify as the fallback.
     #[arg(long, value_enum, default_value_t = SensorChoice::Auto)]
     pub sensor: SensorChoice,
+    /// Size of the eBPF ring buffer in KiB (a power of two); raise it if a report says
+    /// events were lost.
+    #[arg(long, value_name = "KIB", default_value_t = DEFAULT_RING_KB)]
+    pub ring_buffer_kb: u32,
 }
 
 #[derive(Debug, Args)]

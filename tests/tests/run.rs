@@ -148,3 +148,56 @@ fn fanotify_sensor_says_what_it_cannot_see() {
         "{spots}"
     );
 }
+
+#[test]
+fn lost_events_are_counted_and_refused() {
+    let Some(env) = e2e("lost_events_are_counted_and_refused") else {
+        return;
+    };
+    let image = images::APPS.ensure().expect("test image");
+    let tag = TagGuard::new("lossy");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = dir.path().join("lossy.json");
+    let report = report.to_str().unwrap();
+    // A ring buffer of one page, flooded by 200,000 distinct paths.
+    let flood = "import os\nfor i in range(200000): os.path.exists(f'/nonexistent/{i}')";
+    let out = env.slimd(&[
+        "run",
+        "--ring-buffer-kb",
+        "4",
+        "--tag",
+        tag.as_str(),
+        "-o",
+        report,
+        image,
+        "--",
+        "python3",
+        "-c",
+        flood,
+    ]);
+    assert_ne!(out.code, Some(0), "a lossy run built an image");
+    assert!(out.stderr.contains("events were lost"), "{}", out.stderr);
+    assert!(!tests::image_exists(tag.as_str()));
+    let kept: Value =
+        serde_json::from_slice(&fs::read(report).expect("the report is kept")).expect("JSON");
+    assert_eq!(kept["complete"], false);
+    assert!(
+        kept["events"]["lost"].as_u64().unwrap() > 0,
+        "{}",
+        kept["events"]
+    );
+    let per_cpu: u64 = kept["events"]["lost_per_cpu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(per_cpu, kept["events"]["lost"].as_u64().unwrap());
+    let refused = env.slimd(&["build", image, "-r", report, "--tag", tag.as_str()]);
+    assert_ne!(refused.code, Some(0));
+    assert!(
+        refused.stderr.contains("is incomplete"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -23,7 +23,9 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
     let container = docker.running_container(&args.container).await?;
     let pid = container.pid.expect("a running container has a pid");
     let image = docker.image(&container.image_id).await?;
-    let mut sensor = Sensor::load(args.sensor.sensor, |e| ui.warn(fanotify_fallback(e)))?;
+    let mut sensor = Sensor::load(args.sensor.sensor, args.sensor.ring_buffer_kb, |e| {
+        ui.warn(fanotify_fallback(e))
+    })?;
     let root = cgroup::unified_root()?;
     let cgroup = cgroup::Cgroup::of_process(&root, pid)?;
     let watch_id = sensor.watch_container(&cgroup, Path::new(&format!("/proc/{pid}/root")))?;

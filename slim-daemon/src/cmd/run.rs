@@ -45,7 +45,9 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
             engine_info.cgroup_driver
         );
     }
-    let sensor = Sensor::load(args.sensor.sensor, |e| ui.warn(fanotify_fallback(e)))?;
+    let sensor = Sensor::load(args.sensor.sensor, args.sensor.ring_buffer_kb, |e| {
+        ui.warn(fanotify_fallback(e))
+    })?;
     let root = cgroup::unified_root()?;
     let run_id = format!("{:x}{:x}", std::process::id(), rand_suffix());
     // The container starts in a cgroup below one slimd made, so that the sensor can watch it
@@ -265,7 +267,8 @@ impl Plan<'_> {
         if !report.complete && !args.allow_incomplete {
             anyhow::bail!(
                 "events were lost while observing ({} lost, {} unreadable, {} too long), so the slim \
-             image could miss files; run again, or pass --allow-incomplete",
+                 image could miss files; run again (with a larger --ring-buffer-kb if events were \
+                 lost), or pass --allow-incomplete",
                 report.events.lost,
                 report.events.unreadable,
                 report.events.truncated

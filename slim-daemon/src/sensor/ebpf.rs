@@ -23,9 +23,9 @@ use crate::runtime::cgroup::Cgroup;
 /// The compiled kernel side, built by `cargo xtask build-ebpf` and committed with a stamp.
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/slimd-ebpf.o");
 
-/// Ring buffer size: about 300,000 events with short absolute paths in flight, or 13,000
-/// with walked directories.
-const RING_BYTES: u32 = 32 << 20;
+/// The default ring buffer size: about 300,000 events with short absolute paths in flight,
+/// or 13,000 with walked directories.
+pub const DEFAULT_RING_KB: u32 = 32 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SensorError {
@@ -114,7 +114,14 @@ fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> SensorError {
 
 impl EbpfSensor {
     /// Loads and attaches the programs. Nothing is watched until [`Self::watch`].
-    pub fn load() -> Result<Self, SensorError> {
+    /// `ring_kb`: the ring buffer's size in KiB, a power of two of at least 4.
+    pub fn load(ring_kb: u32) -> Result<Self, SensorError> {
+        if ring_kb < 4 || !ring_kb.is_power_of_two() || ring_kb > 1 << 20 {
+            return Err(SensorError::Map(
+                "EVENTS",
+                format!("a ring buffer of {ring_kb} KiB: give a power of two from 4 to 1048576"),
+            ));
+        }
         if !rustix::process::geteuid().is_root() {
             return Err(SensorError::NotPermitted);
         }
@@ -131,7 +138,7 @@ impl EbpfSensor {
         for (global, value) in &values {
             loader.override_global(global, value, true);
         }
-        loader.map_max_entries("EVENTS", RING_BYTES);
+        loader.map_max_entries("EVENTS", ring_kb << 10);
         let mut ebpf = loader.load(OBJECT).map_err(|e| load_error(&e))?;
 
         let mut specs: Array<MapData, SyscallSpec> = Array::try_from(

@@ -32,12 +32,13 @@ impl Sensor {
     /// `fallback`) when the kernel refuses the eBPF programs.
     pub fn load(
         choice: SensorChoice,
+        ring_kb: u32,
         fallback: impl FnOnce(&SensorError),
     ) -> Result<Self, SensorError> {
         match choice {
-            SensorChoice::Ebpf => EbpfSensor::load().map(|s| Sensor::Ebpf(Box::new(s))),
+            SensorChoice::Ebpf => EbpfSensor::load(ring_kb).map(|s| Sensor::Ebpf(Box::new(s))),
             SensorChoice::Fanotify => FanotifySensor::new().map(Sensor::Fanotify),
-            SensorChoice::Auto => match EbpfSensor::load() {
+            SensorChoice::Auto => match EbpfSensor::load(ring_kb) {
                 Ok(s) => Ok(Sensor::Ebpf(Box::new(s))),
                 Err(
                     e
