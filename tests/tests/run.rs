@@ -1,5 +1,5 @@
 //! `slimd run`: one command from an image to a slim image that does the same.
-use std::fs;
+use std::{fs, process::Command};
 
 use serde_json::Value;
 use tests::{TagGuard, docker_run, e2e, image_config, image_size, images};
@@ -200,4 +200,52 @@ fn lost_events_are_counted_and_refused() {
         "{}",
         refused.stderr
     );
+}
+
+#[test]
+fn auto_falls_back_to_fanotify_where_bpf_is_refused() {
+    let Some(env) = e2e("auto_falls_back_to_fanotify_where_bpf_is_refused") else {
+        return;
+    };
+    let image = images::busybox().expect("test image");
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A seccomp filter that refuses bpf(2), as hosts that do not permit BPF do.
+    let nobpf = dir.path().join("nobpf");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/support/nobpf.c");
+    tests::run(
+        Command::new("gcc")
+            .arg("-O2")
+            .arg("-o")
+            .arg(&nobpf)
+            .arg(source),
+    )
+    .ok("compiling nobpf.c");
+    let report = dir.path().join("report.json");
+    let tag = TagGuard::new("fallback");
+    let cmd = ["sh", "-c", "ls / | wc -l"];
+    let out = tests::run(
+        Command::new(&nobpf)
+            .arg(&env.slimd)
+            .args([
+                "run",
+                "--sensor",
+                "auto",
+                "--tag",
+                tag.as_str(),
+                "-o",
+                report.to_str().unwrap(),
+                image,
+                "--",
+            ])
+            .args(cmd),
+    )
+    .ok("slimd run with bpf(2) refused");
+    assert!(
+        out.stderr.contains("watching with fanotify"),
+        "{}",
+        out.stderr
+    );
+    assert_same_output(image, tag.as_str(), &cmd);
+    let report: Value = serde_json::from_slice(&fs::read(&report).expect("report")).expect("JSON");
+    assert_eq!(report["sensor"]["kind"], "fanotify");
 }
