@@ -33,6 +33,8 @@ pub enum SensorError {
         "loading eBPF programs needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN); run slimd as root"
     )]
     NotPermitted,
+    #[error("this host does not permit BPF, even to root ({0}); use --sensor fanotify")]
+    Refused(String),
     #[error("cannot read the kernel's BTF: {0}; slimd needs a kernel with CONFIG_DEBUG_INFO_BTF")]
     Btf(BtfError),
     #[error("the kernel refused slimd's eBPF programs: {0}")]
@@ -303,10 +305,23 @@ fn raise_memlock() {
     }
 }
 
+/// The loader's error with its causes on one line; EPERM anywhere means BPF is refused.
 fn load_error(e: &aya::EbpfError) -> SensorError {
-    let text = e.to_string();
-    if text.contains("Operation not permitted") || text.contains("EPERM") {
-        SensorError::NotPermitted
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    let mut not_permitted = false;
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            not_permitted |= io.raw_os_error() == Some(libc::EPERM);
+        }
+                let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(&format!(": {said}"));
+        }
+        cause = c.source();
+    }
+    if not_permitted {
+        SensorError::Refused(text)
     } else {
         SensorError::Load(text)
     }
@@ -329,9 +344,9 @@ fn program_error(name: &str, e: aya::programs::ProgramError) -> SensorError {
             io_error,
             verifier_log,
         } => {
-            // EPERM is a missing capability; EACCES is the verifier's refusal.
+            // EPERM is a refusal of BPF itself; EACCES is the verifier's refusal of a program.
             if io_error.raw_os_error() == Some(libc::EPERM) {
-                return SensorError::NotPermitted;
+                return SensorError::Refused(format!("{name}: {io_error}"));
             }
             let log = verifier_log.to_string();
             tracing::debug!("verifier log of {name}:\n{log}");

@@ -40,13 +40,13 @@ impl Sensor {
             SensorChoice::Fanotify => FanotifySensor::new().map(Sensor::Fanotify),
             SensorChoice::Auto => match EbpfSensor::load(ring_kb) {
                 Ok(s) => Ok(Sensor::Ebpf(Box::new(s))),
+                // Not being root is not a reason to try fanotify, which needs root too.
                 Err(
-                    e
-                    @ (SensorError::NotPermitted | SensorError::Load(_) | SensorError::Attach(..)),
+                    e @ (SensorError::Refused(_)
+                    | SensorError::Btf(_)
+                    | SensorError::Load(_)
+                    | SensorError::Attach(..)),
                 ) => {
-                    if !rustix::process::geteuid().is_root() {
-                        return Err(e);
-                    }
                     fallback(&e);
                     FanotifySensor::new().map(Sensor::Fanotify)
                 }
