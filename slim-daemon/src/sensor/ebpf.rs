@@ -244,12 +244,10 @@ impl EbpfSensor {
             .readable_mut()
             .await
             .map_err(|e| SensorError::Map("EVENTS", e.to_string()))?;
-        let context = DecodeContext {
-            start_ns: self.start_ns,
-            host_root: self.host_root,
-        };
-        drain_ring(guard.get_inner_mut(), &mut self.problems, context, out);
+        // Readiness is an edge: clear it before reading, so that an event submitted while
+        // the ring is being read raises a new one.
         guard.clear_ready();
+        self.drain(out);
         Ok(())
     }
 
@@ -314,7 +312,7 @@ fn load_error(e: &aya::EbpfError) -> SensorError {
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
             not_permitted |= io.raw_os_error() == Some(libc::EPERM);
         }
-                let said = c.to_string();
+        let said = c.to_string();
         if !text.contains(&said) {
             text.push_str(&format!(": {said}"));
         }
