@@ -164,7 +164,7 @@ fn strace_approach(slimd: &Path, image: &str) -> anyhow::Result<f64> {
         .spawn()
         .context("starting strace")?;
     wait_for_stderr(&mut strace, "attached")?;
-    docker(&["exec", name, "touch", "/tmp/go"])?;
+    super::go(name)?;
     docker(&["wait", name])?;
     let _ = strace.wait();
     let _ = docker(&["rm", "-f", name]);
