@@ -149,7 +149,13 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let slimd = cargo_build(root, false)?;
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root)
-        .args(["test", "--no-fail-fast", "--workspace", "--exclude", "slim-ebpf"])
+        .args([
+            "test",
+            "--no-fail-fast",
+            "--workspace",
+            "--exclude",
+            "slim-ebpf",
+        ])
         .env("SLIMD_BIN", &slimd)
         .env("SLIMD_E2E", "required");
     cmd.args(args);
