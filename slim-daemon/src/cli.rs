@@ -151,6 +151,9 @@ pub struct OutputArgs {
     /// Do not load it into the engine.
     #[arg(long)]
     pub no_load: bool,
+    /// Move the tag even when it names an image that slimd did not build.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

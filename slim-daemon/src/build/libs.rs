@@ -27,6 +27,12 @@ const DEFAULT_DIRS: [&str; 8] = [
 const LD_SO_CONF: &str = "/etc/ld.so.conf";
 /// Nesting of `include` lines followed in ld.so.conf.
 const MAX_INCLUDE_DEPTH: usize = 4;
+/// An ld.so.conf file larger than this is not read.
+const MAX_CONF_BYTES: u64 = 1 << 20;
+/// ld.so.conf files read, lines read and directories kept, over all includes together.
+const MAX_CONF_FILES: usize = 256;
+const MAX_CONF_LINES: usize = 65_536;
+const MAX_CONF_DIRS: usize = 4096;
 
 /// Finds libraries inside one image.
 pub struct LibraryFinder<'a> {
@@ -36,6 +42,14 @@ pub struct LibraryFinder<'a> {
     env_dirs: Vec<Vec<u8>>,
     /// ld.so.conf directories, then the defaults.
     system_dirs: Vec<Vec<u8>>,
+}
+
+/// What reading ld.so.conf and its includes found so far.
+#[derive(Default)]
+struct ConfRead {
+    files: BTreeSet<PathBuf>,
+    lines: usize,
+    dirs: Vec<Vec<u8>>,
 }
 
 /// Every path the closure needs: the files found and the symlinks passed to reach them.
@@ -66,11 +80,17 @@ impl<'a> LibraryFinder<'a> {
             env_dirs,
             system_dirs: Vec::new(),
         };
-        let mut dirs = Vec::new();
-        finder.read_conf(LD_SO_CONF.as_bytes(), 0, &mut dirs);
+        let mut conf = ConfRead::default();
+        finder.read_conf(LD_SO_CONF.as_bytes(), 0, &mut conf);
+        let mut dirs = conf.dirs;
         dirs.extend(DEFAULT_DIRS.iter().map(|d| d.as_bytes().to_vec()));
         finder.system_dirs = dirs;
         finder
+    }
+
+    /// The directories ld.so would search, in order, for tests and fuzzing.
+    pub fn system_dirs(&self) -> &[Vec<u8>] {
+        &self.system_dirs
     }
 
     /// The ELF interpreter and the libraries `exe` needs, transitively.
@@ -84,8 +104,8 @@ impl<'a> LibraryFinder<'a> {
             }
             let Some(deps) = self
                 .files
-                .read_file(&object)
-                .and_then(|d| elf::elf_deps(&d))
+                .read_at(&object)
+                .and_then(|bytes| elf::elf_deps(&bytes))
             else {
                 continue;
             };
@@ -170,18 +190,26 @@ impl<'a> LibraryFinder<'a> {
         }
     }
 
-    /// Directories listed in an ld.so.conf file and the files it includes.
-    fn read_conf(&self, conf: &[u8], depth: usize, dirs: &mut Vec<Vec<u8>>) {
-        if depth > MAX_INCLUDE_DEPTH {
+    /// Directories listed in an ld.so.conf file and the files it includes. Each file is read
+    /// once, however often it is included, and the whole read is bounded.
+    fn read_conf(&self, conf: &[u8], depth: usize, read: &mut ConfRead) {
+        if depth > MAX_INCLUDE_DEPTH || read.files.len() >= MAX_CONF_FILES {
             return;
         }
         let Outcome::Found(found) = self.walker.walk(Path::new("/"), conf, true).outcome else {
             return;
         };
-        let Some(text) = self.files.read_file(&found) else {
+        if !read.files.insert(found.clone()) {
+            return;
+        }
+        let Some(text) = self.files.read_small(&found, MAX_CONF_BYTES) else {
             return;
         };
         for line in text.split(|&b| b == b'\n') {
+            read.lines += 1;
+            if read.lines > MAX_CONF_LINES {
+                return;
+            }
             let line = line
                 .split(|&b| b == b'#')
                 .next()
@@ -193,10 +221,13 @@ impl<'a> LibraryFinder<'a> {
             if let Some(pattern) = line.strip_prefix(b"include").map(<[u8]>::trim_ascii) {
                 let base = found.parent().unwrap_or(Path::new("/"));
                 for included in self.glob(base, pattern) {
-                    self.read_conf(included.as_os_str().as_bytes(), depth + 1, dirs);
+                    self.read_conf(included.as_os_str().as_bytes(), depth + 1, read);
                 }
-            } else if line.starts_with(b"/") {
-                dirs.push(line.to_vec());
+            } else if line.starts_with(b"/")
+                && read.dirs.len() < MAX_CONF_DIRS
+                && !read.dirs.iter().any(|d| d == line)
+            {
+                read.dirs.push(line.to_vec());
             }
         }
     }
@@ -240,5 +271,52 @@ impl<'a> LibraryFinder<'a> {
             })
             .map(|(p, _)| p.clone())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image of one layer holding these files.
+    fn image(files: &[(&str, &[u8])]) -> ImageFiles {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, path, *data).unwrap();
+        }
+        let bytes = tar.into_inner().unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        ImageFiles::from_tar_files(vec![file]).unwrap()
+    }
+
+    #[test]
+    fn ld_so_conf_that_includes_itself_is_read_once() {
+        // Each file includes every file ten times over: without a visited set, 10^5 reads.
+        let mut conf = b"/opt/lib\n".to_vec();
+        for _ in 0..10 {
+            conf.extend_from_slice(b"include /etc/ld.so.conf\ninclude ld.so.conf.d/*.conf\n");
+        }
+        let names: Vec<String> = (0..10)
+            .map(|i| format!("etc/ld.so.conf.d/{i}.conf"))
+            .collect();
+        let mut files: Vec<(&str, &[u8])> = vec![("etc/ld.so.conf", &conf)];
+        files.extend(names.iter().map(|n| (n.as_str(), conf.as_slice())));
+        let image = image(&files);
+        let mounts = BTreeSet::new();
+        let walker = Walker::new(&image.tree, &mounts);
+        let started = std::time::Instant::now();
+        let finder = LibraryFinder::new(&image, &walker, None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let dirs = finder.system_dirs();
+        assert_eq!(dirs[0], b"/opt/lib");
+        assert_eq!(
+            dirs.iter().filter(|d| d.as_slice() == b"/opt/lib").count(),
+            1
+        );
     }
 }

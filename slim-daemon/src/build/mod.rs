@@ -1,19 +1,15 @@
 //! Building the slim image: select the used paths of the original image, write them as one
 //! layer, carry the config over, and write the result where it was asked for.
-mod libs;
+pub mod libs;
 pub mod select;
 pub mod tag;
 
-use std::{
-    collections::BTreeMap,
-    io::BufWriter,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, io::BufWriter, path::PathBuf};
 
 use serde_json::Value;
 
 use crate::{
-    fsutil,
+    fsutil::{Access, AtomicFile},
     image::{
         ImageError, ImageFiles, archive, config, oci,
         source::{self, ImageSpec, SourceError, SourceImage, Via},
@@ -24,6 +20,9 @@ use crate::{
     ui::Ui,
 };
 pub use select::{Selection, SelectionRules};
+
+/// How the slim image's one history entry starts: this is how slimd knows its own images.
+const CREATED_BY_PREFIX: &str = "slimd build ";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -49,6 +48,10 @@ pub enum BuildError {
     IncludeBin(PathBuf, String),
     #[error("the engine loaded {0} with id {1}, but slimd wrote {2}")]
     LoadMismatch(String, String, String),
+    #[error(
+        "{0} already names an image that slimd did not build; choose another --tag, or pass --force to move it"
+    )]
+    TagTaken(String),
     #[error("{0}")]
     Config(String),
 }
@@ -84,6 +87,8 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     pub outputs: Outputs,
     pub rules: SelectionRules,
+    /// Move the tag even off an image slimd did not build.
+    pub force: bool,
 }
 
 /// What a build produced.
@@ -244,14 +249,12 @@ pub async fn build_from(
         tracing::warn!("a kept executable needs {lib}, which is not in the image");
     }
 
-    let work = tempfile::Builder::new()
-        .prefix("slimd-build-")
-        .tempdir()
-        .map_err(|e| ImageError::io("creating a build directory", e))?;
-    let layer_path = work.path().join("layer.tar");
-    let layer = write_layer(&original.files, &selection.keep, options, &layer_path)?;
-    let created = options.source_date_epoch.map(rfc3339);
-    let created_by = format!("slimd build {image}");
+    // Unnamed files: nothing is left behind, whatever happens to slimd.
+    let layer_file =
+        tempfile::tempfile().map_err(|e| ImageError::io("creating the layer file", e))?;
+    let layer = write_layer(&original.files, &selection.keep, options, &layer_file)?;
+    let created = options.source_date_epoch.map(rfc3339).transpose()?;
+    let created_by = format!("{CREATED_BY_PREFIX}{image}");
     let containers = report.map_or(0, |r| r.containers.len());
     let comment = format!(
         "single layer of {} paths of image {} used in {containers} container(s)",
@@ -272,20 +275,42 @@ pub async fn build_from(
         crate::ui::size(layer.tar_bytes)
     ));
 
+    // Every output is staged first and put in place only once all of them are written.
     let mut written = Vec::new();
     let mut slim_size = layer.tar_bytes;
-    if let Some(dir) = &options.outputs.oci_dir {
-        oci::write(dir, &config, &layer_path, &layer.diff_id, tag)?;
-        written.push(format!("OCI layout {}", dir.display()));
-    }
-    let wants_archive = options.outputs.archive.is_some() || options.outputs.load;
-    if wants_archive {
-        let archive_path = work.path().join("image.tar");
-        write_archive(&archive_path, &config, &layer_path, &layer.diff_id, tag)?;
+    let oci_dir = match &options.outputs.oci_dir {
+        Some(dir) => Some(oci::write(dir, &config, &layer_file, &layer.diff_id, tag)?),
+        None => None,
+    };
+    let mut archive_out = match &options.outputs.archive {
+        Some(dest) => Some(
+            AtomicFile::create(dest, Access::Private)
+                .map_err(|e| ImageError::io(format!("writing {}", dest.display()), e))?,
+        ),
+        None => None,
+    };
+    if archive_out.is_some() || options.outputs.load {
+        let mut scratch = None;
+        let archive_file = match archive_out.as_mut() {
+            Some(out) => out.file(),
+            None => scratch.insert(
+                tempfile::tempfile()
+                    .map_err(|e| ImageError::io("creating the image archive", e))?,
+            ),
+        };
+        archive::write(
+            BufWriter::new(&*archive_file),
+            &config,
+            &layer_file,
+            &layer.diff_id,
+            &[tag.to_owned()],
+        )
+        .map_err(|e| ImageError::io("writing the image archive", e))?;
         if options.outputs.load {
             let docker = docker.expect("loading needs an engine connection");
             let step = ui.step(format!("load {tag}"));
-            docker.load_image(&archive_path).await?;
+            check_tag_is_ours(docker, tag, options.force).await?;
+            docker.load_image(archive_file).await?;
             let loaded = docker.image(tag).await?;
             if loaded.id != image_id {
                 return Err(BuildError::LoadMismatch(
@@ -298,14 +323,16 @@ pub async fn build_from(
             step.done("into the engine");
             written.push(format!("engine image {tag}"));
         }
-        if let Some(dest) = &options.outputs.archive {
-            let tmp = fsutil::temp_beside(dest)
-                .map_err(|e| ImageError::io(format!("writing {}", dest.display()), e))?;
-            std::fs::copy(&archive_path, tmp.path())
-                .and_then(|_| fsutil::persist(tmp, dest))
-                .map_err(|e| ImageError::io(format!("writing {}", dest.display()), e))?;
-            written.push(format!("docker-archive {}", dest.display()));
-        }
+    }
+    if let Some(out) = archive_out {
+        let dest = out.path().to_path_buf();
+        out.commit()
+            .map_err(|e| ImageError::io(format!("writing {}", dest.display()), e))?;
+        written.push(format!("docker-archive {}", dest.display()));
+    }
+    if let (Some(staged), Some(dir)) = (oci_dir, &options.outputs.oci_dir) {
+        oci::commit(staged, dir)?;
+        written.push(format!("OCI layout {}", dir.display()));
     }
     Ok(BuildSummary {
         original: image.to_owned(),
@@ -326,23 +353,20 @@ pub async fn build_from(
     })
 }
 
-fn write_archive(
-    path: &Path,
-    config: &[u8],
-    layer: &Path,
-    diff_id: &str,
-    tag: &str,
-) -> Result<(), ImageError> {
-    let file =
-        std::fs::File::create(path).map_err(|e| ImageError::io("creating the image archive", e))?;
-    archive::write(
-        BufWriter::new(file),
-        config,
-        layer,
-        diff_id,
-        &[tag.to_owned()],
-    )
-    .map_err(|e| ImageError::io("writing the image archive", e))
+/// Refuses to move `tag` off an image that slimd did not build, unless `force`: an archive's
+/// or a layout's own name must not replace the user's `app:1.0-slim`.
+async fn check_tag_is_ours(docker: &Docker, tag: &str, force: bool) -> Result<(), BuildError> {
+    if force || !docker.image_exists(tag).await? {
+        return Ok(());
+    }
+    let history = docker.image_history(tag).await?;
+    let ours =
+        matches!(history.as_slice(), [only] if only.created_by.starts_with(CREATED_BY_PREFIX));
+    if ours {
+        Ok(())
+    } else {
+        Err(BuildError::TagTaken(tag.to_owned()))
+    }
 }
 
 fn count_files(keep: &BTreeMap<PathBuf, writer::Keep>, files: &ImageFiles) -> usize {
@@ -355,9 +379,8 @@ fn write_layer(
     files: &ImageFiles,
     keep: &BTreeMap<PathBuf, writer::Keep>,
     options: &BuildOptions,
-    path: &Path,
+    file: &std::fs::File,
 ) -> Result<writer::LayerSummary, ImageError> {
-    let file = std::fs::File::create(path).map_err(|e| ImageError::io("creating the layer", e))?;
     writer::write_layer(
         files,
         keep,
@@ -368,9 +391,17 @@ fn write_layer(
     )
 }
 
-fn rfc3339(epoch: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+/// The latest `SOURCE_DATE_EPOCH` an RFC 3339 time can say (9999-12-31T23:59:59Z).
+const MAX_EPOCH: i64 = 253_402_300_799;
+
+fn rfc3339(epoch: i64) -> Result<String, BuildError> {
+    if !(0..=MAX_EPOCH).contains(&epoch) {
+        return Err(BuildError::Config(format!(
+            "SOURCE_DATE_EPOCH={epoch} is not a time between 1970 and 9999"
+        )));
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch as u64);
+    Ok(humantime::format_rfc3339_seconds(t).to_string())
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment, if set and valid.

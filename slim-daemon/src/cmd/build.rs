@@ -17,6 +17,7 @@ pub async fn execute(args: BuildArgs, ui: Ui) -> anyhow::Result<()> {
         via: args.source.image_source,
         source_date_epoch: build::source_date_epoch(),
         outputs: args.outputs.outputs(),
+        force: args.outputs.force,
         rules: args.selection.rules()?,
     };
     let docker = if spec.is_engine() || options.outputs.load {

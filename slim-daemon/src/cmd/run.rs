@@ -284,6 +284,7 @@ impl Plan<'_> {
             via: args.source.image_source,
             source_date_epoch: build::source_date_epoch(),
             outputs: args.outputs.outputs(),
+            force: args.outputs.force,
             rules,
         };
         Ok(build::build_from(

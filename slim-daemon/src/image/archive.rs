@@ -1,11 +1,12 @@
 //! The docker-archive format: what `docker save` writes (classic layout, or the OCI layout of
 //! Engine 25+, which also carries `manifest.json`) and `docker load` reads.
 //!
-//! Reading extracts nothing: members are located by byte range and layers are read in place.
+//! Reading extracts nothing: members are located by byte range, hashed as they are passed,
+//! and layers are read in place.
 use std::{
     collections::HashMap,
     fs::File,
-    io::{self, Read, Write},
+    io::{self, BufReader, Read, Write},
     os::unix::fs::FileExt,
     path::Path,
 };
@@ -16,19 +17,33 @@ use serde_json::json;
 use super::{
     ImageError,
     config::{digest, hex_of},
+    hashing::HashingReader,
+    tar_read::{EntryKind, TarReader},
 };
+use crate::fsutil;
 
 /// Members larger than this are not JSON documents we read into memory.
 const MAX_JSON: u64 = 16 << 20;
+/// Members an archive may hold (an image of a hundred layers has a few hundred).
+const MAX_MEMBERS: usize = 100_000;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// A member of the archive: where its bytes are and what they hash to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub start: u64,
+    pub len: u64,
+    /// `sha256:<hex>` of its bytes.
+    pub digest: String,
+}
 
 /// One image found in an archive.
 #[derive(Debug)]
 pub struct ArchiveImage {
     /// The image config exactly as stored; its SHA-256 is the image id.
     pub config: Vec<u8>,
-    /// Byte ranges (start, length) of the layer tars, bottom layer first.
-    pub layers: Vec<(u64, u64)>,
+    /// The layer tars, bottom layer first.
+    pub layers: Vec<Member>,
     pub repo_tags: Vec<String>,
 }
 
@@ -41,22 +56,20 @@ struct ManifestEntry {
     layers: Vec<String>,
 }
 
-/// Finds the image in the archive at `path`.
-pub fn read(path: &Path) -> Result<ArchiveImage, ImageError> {
-    let bad = |msg: String| ImageError::Archive(path.to_path_buf(), msg);
-    let file = File::open(path).map_err(|e| bad(e.to_string()))?;
-    let members = index_members(&file).map_err(|e| bad(e.to_string()))?;
-    let member = |name: &str| -> Result<(u64, u64), ImageError> {
+/// Finds the image in the archive `file`; `label` names it in errors.
+pub fn read(file: &File, label: &Path) -> Result<ArchiveImage, ImageError> {
+    let bad = |msg: String| ImageError::Archive(label.to_path_buf(), msg);
+    let members = index_members(file).map_err(|e| bad(e.to_string()))?;
+    let member = |name: &str| -> Result<&Member, ImageError> {
         members
             .get(name.trim_start_matches("./"))
-            .copied()
             .ok_or_else(|| bad(format!("it lists {name} but does not contain it")))
     };
-    let manifest_range = member("manifest.json").map_err(|_| {
+    let manifest_member = member("manifest.json").map_err(|_| {
         bad("it has no manifest.json (not a docker-archive or docker save stream)".into())
     })?;
     let manifest: Vec<ManifestEntry> = serde_json::from_slice(
-        &read_range(&file, manifest_range, MAX_JSON).map_err(|e| bad(e.to_string()))?,
+        &read_member(file, manifest_member, "manifest.json").map_err(|e| bad(e.to_string()))?,
     )
     .map_err(|e| bad(format!("manifest.json is not valid: {e}")))?;
     let entry = match manifest.as_slice() {
@@ -69,23 +82,23 @@ pub fn read(path: &Path) -> Result<ArchiveImage, ImageError> {
             )));
         }
     };
-    let config =
-        read_range(&file, member(&entry.config)?, MAX_JSON).map_err(|e| bad(e.to_string()))?;
+    let config = read_member(file, member(&entry.config)?, "the image config")
+        .map_err(|e| bad(e.to_string()))?;
     let mut layers = Vec::with_capacity(entry.layers.len());
     for layer in &entry.layers {
-        let range = member(layer)?;
+        let m = member(layer)?;
         let mut magic = [0u8; 2];
-        if range.1 >= 2 {
-            file.read_exact_at(&mut magic, range.0)
+        if m.len >= 2 {
+            file.read_exact_at(&mut magic, m.start)
                 .map_err(|e| bad(e.to_string()))?;
         }
         if magic == GZIP_MAGIC {
             return Err(ImageError::Unsupported(format!(
                 "compressed layer {layer} in {}",
-                path.display()
+                label.display()
             )));
         }
-        layers.push(range);
+        layers.push(m.clone());
     }
     Ok(ArchiveImage {
         config,
@@ -94,34 +107,42 @@ pub fn read(path: &Path) -> Result<ArchiveImage, ImageError> {
     })
 }
 
-/// Member name → (data offset, size) of every regular file in the outer tar.
-fn index_members(file: &File) -> io::Result<HashMap<String, (u64, u64)>> {
-    let mut archive = tar::Archive::new(file);
+/// Member name → where it is and its digest, for every regular file in the outer tar.
+fn index_members(file: &File) -> io::Result<HashMap<String, Member>> {
+    let len = file.metadata()?.len();
+    let mut tar = TarReader::new(
+        BufReader::with_capacity(1 << 20, BlobReader::new(file, 0, len)),
+        |_| false,
+    );
     let mut members = HashMap::new();
-    for entry in archive.entries()? {
-        let entry = entry?;
-        if entry.header().entry_type().is_file() {
-            let name = entry
-                .path()?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_owned();
-            members.insert(name, (entry.raw_file_position(), entry.size()));
+    while let Some(header) = tar.next_entry()? {
+        if header.kind != EntryKind::File {
+            continue;
         }
+        if members.len() >= MAX_MEMBERS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("it holds more than {MAX_MEMBERS} files"),
+            ));
+        }
+        let name = String::from_utf8_lossy(&header.path)
+            .trim_start_matches("./")
+            .to_owned();
+        let (digest, _) = HashingReader::new(tar.data(), u64::MAX, "a member").finish()?;
+        members.insert(
+            name,
+            Member {
+                start: header.data_offset,
+                len: header.size,
+                digest,
+            },
+        );
     }
     Ok(members)
 }
 
-fn read_range(file: &File, (start, len): (u64, u64), max: u64) -> io::Result<Vec<u8>> {
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "JSON member too large",
-        ));
-    }
-    let mut buf = Vec::with_capacity(len as usize);
-    BlobReader::new(file, start, len).read_to_end(&mut buf)?;
-    Ok(buf)
+fn read_member(file: &File, m: &Member, what: &str) -> io::Result<Vec<u8>> {
+    fsutil::read_bounded(BlobReader::new(file, m.start, m.len), MAX_JSON, what)
 }
 
 /// Reads `len` bytes of `file` from `start`, with positioned reads (the file is shared).
@@ -136,7 +157,7 @@ impl<'a> BlobReader<'a> {
         BlobReader {
             file,
             pos: start,
-            end: start + len,
+            end: start.saturating_add(len),
         }
     }
 }
@@ -160,11 +181,11 @@ impl Read for BlobReader<'_> {
 }
 
 /// Writes a docker-archive (what `docker save` writes and `docker load` reads) holding one
-/// image with one layer.
+/// image with one layer, whose tar is all of `layer`.
 pub fn write(
     out: impl Write,
     config: &[u8],
-    layer: &Path,
+    layer: &File,
     diff_id: &str,
     repo_tags: &[String],
 ) -> io::Result<()> {
@@ -185,10 +206,9 @@ pub fn write(
     dir.set_size(0);
     dir.set_mtime(0);
     tar.append_data(&mut dir, format!("{}/", hex_of(diff_id)), io::empty())?;
-    let mut file = File::open(layer)?;
-    let len = file.metadata()?.len();
+    let len = layer.metadata()?.len();
     let mut header = file_header(len);
-    tar.append_data(&mut header, &layer_name, &mut file)?;
+    tar.append_data(&mut header, &layer_name, BlobReader::new(layer, 0, len))?;
     append_bytes(&mut tar, "manifest.json", &manifest)?;
     tar.into_inner()?.flush()
 }

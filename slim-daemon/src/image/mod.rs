@@ -2,18 +2,20 @@
 pub mod archive;
 pub mod config;
 pub mod elf;
+pub mod hashing;
 pub mod history;
 pub mod layer_dir;
 pub mod oci;
 pub mod source;
 pub mod tar_layer;
+pub mod tar_read;
 pub mod tree;
 pub mod writer;
 
 use std::{
     fs::File,
     io::{self, Read},
-    os::fd::OwnedFd,
+    os::{fd::OwnedFd, unix::fs::FileExt},
     path::{Path, PathBuf},
 };
 
@@ -21,13 +23,15 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use self::{
     archive::BlobReader,
-    tree::{Data, Kind, Node, Tree},
+    tree::{Data, Kind, LayerEntry, Node, Tree, TreeError},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("cannot read image layer {0}: {1}")]
     Layer(PathBuf, String),
+    #[error("the image is too large to read: {0}")]
+    Tree(#[from] TreeError),
     #[error("{0} is not a usable image archive: {1}")]
     Archive(PathBuf, String),
     #[error("slimd does not support {0} yet")]
@@ -61,16 +65,13 @@ pub struct ImageFiles {
     store: Store,
 }
 
-/// Reading more than this of one file for ELF or `#!` parsing is refused.
-const MAX_PARSE_BYTES: u64 = 512 << 20;
-
 impl ImageFiles {
     /// Flattens overlay layer directories, given bottom layer first.
     pub fn from_layer_dirs(dirs: &[PathBuf]) -> Result<Self, ImageError> {
         let mut tree = Tree::new();
         let mut fds = Vec::with_capacity(dirs.len());
         for (i, dir) in dirs.iter().enumerate() {
-            tree.apply_layer(layer_dir::read_layer(dir, i as u32)?);
+            tree.apply_layer(layer_dir::read_layer(dir, i as u32)?)?;
             let fd = rustix::fs::open(
                 dir,
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -85,36 +86,58 @@ impl ImageFiles {
         })
     }
 
-    /// Flattens layer tars, bottom layer first, each given as a file and a byte range in it.
-    pub fn from_tars(layers: &[(PathBuf, (u64, u64))]) -> Result<Self, ImageError> {
+    /// Flattens layers read from tars, bottom layer first, whose data references name the
+    /// files of `blobs` by index.
+    pub fn from_layers(blobs: Vec<File>, layers: Vec<Vec<LayerEntry>>) -> Result<Self, ImageError> {
         let mut tree = Tree::new();
-        let mut files: Vec<(PathBuf, File)> = Vec::new();
-        for (path, range) in layers {
-            let blob = match files.iter().position(|(p, _)| p == path) {
-                Some(i) => i,
-                None => {
-                    let file = File::open(path)
-                        .map_err(|e| ImageError::io(format!("opening {}", path.display()), e))?;
-                    files.push((path.clone(), file));
-                    files.len() - 1
-                }
-            };
-            tree.apply_layer(tar_layer::read_layer(path, blob as u32, *range)?);
+        for layer in layers {
+            tree.apply_layer(layer)?;
         }
         Ok(ImageFiles {
             tree,
-            store: Store::Blobs(files.into_iter().map(|(_, f)| f).collect()),
+            store: Store::Blobs(blobs),
         })
     }
 
-    /// A reader of the bytes of a regular file (or hard link) of the tree.
+    /// Flattens layers each of which is the whole of an uncompressed tar file.
+    pub fn from_tar_files(files: Vec<File>) -> Result<Self, ImageError> {
+        let mut layers = Vec::with_capacity(files.len());
+        for (i, file) in files.iter().enumerate() {
+            let len = file
+                .metadata()
+                .map_err(|e| ImageError::io("reading a layer", e))?
+                .len();
+            let stream = io::BufReader::new(BlobReader::new(file, 0, len));
+            layers.push(tar_layer::read_layer(
+                stream,
+                i as u32,
+                0,
+                Path::new(&format!("layer {}", i + 1)),
+            )?);
+        }
+        Self::from_layers(files, layers)
+    }
+
+    /// A reader of the bytes of a regular file of the tree.
     pub fn open(&self, node: &Node) -> io::Result<Box<dyn Read + '_>> {
+        Ok(match self.file(node)? {
+            FileBytes::Blob { file, start, len } => Box::new(BlobReader::new(file, start, len)),
+            FileBytes::Own { file, len } => Box::new(file.take(len)),
+            FileBytes::Empty => Box::new(io::empty()),
+        })
+    }
+
+    fn file(&self, node: &Node) -> io::Result<FileBytes<'_>> {
         match (&node.data, &self.store) {
             (Data::Blob { blob, offset }, Store::Blobs(files)) => {
                 let file = files
                     .get(*blob as usize)
                     .ok_or_else(|| io::Error::other("no such blob"))?;
-                Ok(Box::new(BlobReader::new(file, *offset, node.size)))
+                Ok(FileBytes::Blob {
+                    file,
+                    start: *offset,
+                    len: node.size,
+                })
             }
             (Data::LayerFile { layer, rel }, Store::LayerDirs(dirs)) => {
                 let (_, dir) = dirs
@@ -123,21 +146,39 @@ impl ImageFiles {
                 let fd = rustix::fs::openat2(
                     dir,
                     rel,
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
                     Mode::empty(),
                     ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
                 )?;
-                Ok(Box::new(File::from(fd).take(node.size)))
+                let file = File::from(fd);
+                if !file.metadata()?.is_file() {
+                    return Err(io::Error::other("not a regular file"));
+                }
+                Ok(FileBytes::Own {
+                    file,
+                    len: node.size,
+                })
             }
-            (Data::None, _) if node.size == 0 => Ok(Box::new(io::empty())),
+            (Data::None, _) if node.size == 0 => Ok(FileBytes::Empty),
             _ => Err(io::Error::other("file data is not in this image's store")),
         }
     }
 
-    /// The whole content of a regular file of the tree, for parsing (ELF, `#!`).
-    pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
+    /// Random access to a regular file of the tree, for parsing (ELF, `#!`); None when it is
+    /// not one.
+    pub fn read_at(&self, path: &Path) -> Option<impl elf::ReadAt + '_> {
         let node = self.tree.get(path)?;
-        if !node.has_data() || node.size > MAX_PARSE_BYTES {
+        if !node.has_data() {
+            return None;
+        }
+        self.file(node).ok()
+    }
+
+    /// The whole of a small regular file of the tree (a configuration file); None when it is
+    /// larger than `max` bytes.
+    pub fn read_small(&self, path: &Path, max: u64) -> Option<Vec<u8>> {
+        let node = self.tree.get(path)?;
+        if !node.has_data() || node.size > max {
             return None;
         }
         let mut buf = Vec::with_capacity(node.size as usize);
@@ -160,10 +201,41 @@ impl ImageFiles {
         Some(buf)
     }
 
-    /// True when `path` is a regular file (a hard link counts).
+    /// True when `path` is a regular file.
     pub fn is_file(&self, path: &Path) -> bool {
-        self.tree
-            .get(path)
-            .is_some_and(|n| matches!(n.kind, Kind::File | Kind::Hardlink(_)))
+        self.tree.get(path).is_some_and(|n| n.kind == Kind::File)
+    }
+}
+
+/// Where the bytes of one file are, opened.
+enum FileBytes<'a> {
+    /// `len` bytes from `start` of a shared blob file.
+    Blob {
+        file: &'a File,
+        start: u64,
+        len: u64,
+    },
+    /// A file of a layer directory, opened for this read.
+    Own {
+        file: File,
+        len: u64,
+    },
+    Empty,
+}
+
+impl elf::ReadAt for FileBytes<'_> {
+    fn read_at(&self, offset: u64, len: usize) -> Option<Vec<u8>> {
+        let (file, start, size) = match self {
+            FileBytes::Blob { file, start, len } => (*file, *start, *len),
+            FileBytes::Own { file, len } => (file, 0, *len),
+            FileBytes::Empty => return None,
+        };
+        if offset.checked_add(len as u64)? > size {
+            return None;
+        }
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, start.checked_add(offset)?)
+            .ok()?;
+        Some(buf)
     }
 }

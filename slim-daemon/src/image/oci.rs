@@ -1,7 +1,12 @@
 //! The OCI image layout: reading an image from a layout directory, and writing one.
+//!
+//! A layout is hostile input: every file in it is opened relative to the layout's directory,
+//! beneath it and through no symlink, must be a regular file, and is read with a bound. Each
+//! blob is opened once and that one descriptor serves every later read.
 use std::{
-    fs,
+    fs::File,
     io::{self, Write},
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
 };
 
@@ -11,8 +16,10 @@ use sha2::{Digest, Sha256};
 
 use super::{
     ImageError,
+    archive::BlobReader,
     config::{digest, hex_of},
 };
+use crate::fsutil::{self, AtomicDir};
 
 const LAYOUT_VERSION: &str = "1.0.0";
 const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
@@ -32,13 +39,24 @@ pub enum Compression {
     Gzip,
 }
 
+/// A layer blob of a layout, opened.
+#[derive(Debug)]
+pub struct LayerBlob {
+    pub file: File,
+    /// `sha256:<hex>` the blob must hash to.
+    pub digest: String,
+    pub compression: Compression,
+}
+
 /// One image found in a layout.
 #[derive(Debug)]
 pub struct OciImage {
     /// The config exactly as stored; its digest is the image id.
     pub config: Vec<u8>,
-    /// Layer blobs, bottom layer first.
-    pub layers: Vec<(PathBuf, Compression)>,
+    /// Layer blobs, bottom layer first; a blob listed twice is opened once (`index` into
+    /// `blobs`).
+    pub layers: Vec<usize>,
+    pub blobs: Vec<LayerBlob>,
     /// The image's name from the index annotations, if any.
     pub name: Option<String>,
 }
@@ -49,6 +67,8 @@ struct Descriptor {
     #[serde(default)]
     media_type: String,
     digest: String,
+    #[serde(default)]
+    size: Option<u64>,
     #[serde(default)]
     annotations: std::collections::HashMap<String, String>,
     #[serde(default)]
@@ -72,41 +92,53 @@ struct Manifest {
     layers: Vec<Descriptor>,
 }
 
-fn blob_path(dir: &Path, digest: &str) -> Result<PathBuf, String> {
+/// The blob's path relative to the layout.
+fn blob_path(digest: &str) -> Result<PathBuf, String> {
     let (algo, hex) = digest
         .split_once(':')
         .ok_or(format!("bad digest {digest}"))?;
     if algo != "sha256" || hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!("unsupported digest {digest}"));
     }
-    Ok(dir.join("blobs").join(algo).join(hex))
+    Ok(Path::new("blobs").join(algo).join(hex))
 }
 
-fn read_document(path: &Path) -> Result<Vec<u8>, String> {
-    let len = fs::metadata(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .len();
-    if len > MAX_DOCUMENT {
-        return Err(format!("{} is too large", path.display()));
-    }
-    fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+fn open_in(dir: &OwnedFd, rel: &Path) -> Result<File, String> {
+    fsutil::open_beneath(dir, rel).map_err(|e| format!("{}: {e}", rel.display()))
+}
+
+fn read_document(dir: &OwnedFd, rel: &Path) -> Result<Vec<u8>, String> {
+    let file = open_in(dir, rel)?;
+    fsutil::read_bounded(file, MAX_DOCUMENT, &rel.display().to_string()).map_err(|e| e.to_string())
 }
 
 /// A blob whose content must hash to its digest (index, manifests, config).
-fn read_verified(dir: &Path, digest: &str) -> Result<Vec<u8>, String> {
-    let data = read_document(&blob_path(dir, digest)?)?;
-    if format!("sha256:{:x}", Sha256::digest(&data)) != digest {
-        return Err(format!("blob {digest} does not match its digest"));
+fn read_verified(dir: &OwnedFd, d: &Descriptor) -> Result<Vec<u8>, String> {
+    let data = read_document(dir, &blob_path(&d.digest)?)?;
+    if format!("sha256:{:x}", Sha256::digest(&data)) != d.digest {
+        return Err(format!("blob {} does not match its digest", d.digest));
     }
+    check_size(d, data.len() as u64)?;
     Ok(data)
+}
+
+fn check_size(d: &Descriptor, actual: u64) -> Result<(), String> {
+    match d.size {
+        Some(size) if size != actual => Err(format!(
+            "blob {} has {actual} bytes, but its descriptor says {size}",
+            d.digest
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The image in the layout `dir`: the one named `reference` (its `ref.name` annotation), or
 /// the only one.
 pub fn read(dir: &Path, reference: Option<&str>) -> Result<OciImage, ImageError> {
     let bad = |msg: String| ImageError::Archive(dir.to_path_buf(), msg);
+    let layout = fsutil::open_dir(dir).map_err(|e| bad(e.to_string()))?;
     let index: Index =
-        serde_json::from_slice(&read_document(&dir.join("index.json")).map_err(bad)?)
+        serde_json::from_slice(&read_document(&layout, Path::new("index.json")).map_err(bad)?)
             .map_err(|e| bad(format!("index.json is not valid: {e}")))?;
     let named = |d: &&Descriptor| {
         reference.is_none_or(|r| {
@@ -138,9 +170,8 @@ pub fn read(dir: &Path, reference: Option<&str>) -> Result<OciImage, ImageError>
     // A multi-platform index: take this machine's platform.
     let nested;
     if descriptor.media_type == INDEX_MEDIA_TYPE || descriptor.media_type == DOCKER_MANIFEST_LIST {
-        nested =
-            serde_json::from_slice::<Index>(&read_verified(dir, &descriptor.digest).map_err(bad)?)
-                .map_err(|e| bad(format!("index {} is not valid: {e}", descriptor.digest)))?;
+        nested = serde_json::from_slice::<Index>(&read_verified(&layout, descriptor).map_err(bad)?)
+            .map_err(|e| bad(format!("index {} is not valid: {e}", descriptor.digest)))?;
         descriptor = nested
             .manifests
             .iter()
@@ -152,21 +183,35 @@ pub fn read(dir: &Path, reference: Option<&str>) -> Result<OciImage, ImageError>
             .ok_or_else(|| bad(format!("no image for linux/{}", go_arch())))?;
     }
     let manifest: Manifest =
-        serde_json::from_slice(&read_verified(dir, &descriptor.digest).map_err(bad)?)
+        serde_json::from_slice(&read_verified(&layout, descriptor).map_err(bad)?)
             .map_err(|e| bad(format!("manifest {} is not valid: {e}", descriptor.digest)))?;
-    let config = read_verified(dir, &manifest.config.digest).map_err(bad)?;
+    let config = read_verified(&layout, &manifest.config).map_err(bad)?;
     let mut layers = Vec::with_capacity(manifest.layers.len());
+    let mut blobs: Vec<LayerBlob> = Vec::new();
     for layer in &manifest.layers {
         let compression = match layer.media_type.as_str() {
             t if t.ends_with("tar") || t.ends_with(".tar") => Compression::None,
             t if t.ends_with("gzip") => Compression::Gzip,
             t => return Err(ImageError::Unsupported(format!("layers of media type {t}"))),
         };
-        layers.push((blob_path(dir, &layer.digest).map_err(bad)?, compression));
+        if let Some(i) = blobs.iter().position(|b| b.digest == layer.digest) {
+            layers.push(i);
+            continue;
+        }
+        let file = open_in(&layout, &blob_path(&layer.digest).map_err(bad)?).map_err(bad)?;
+        let len = file.metadata().map_err(|e| bad(e.to_string()))?.len();
+        check_size(layer, len).map_err(bad)?;
+        blobs.push(LayerBlob {
+            file,
+            digest: layer.digest.clone(),
+            compression,
+        });
+        layers.push(blobs.len() - 1);
     }
     Ok(OciImage {
         config,
         layers,
+        blobs,
         name,
     })
 }
@@ -180,44 +225,35 @@ fn go_arch() -> &'static str {
     }
 }
 
-/// Writes an OCI layout holding one image with one uncompressed layer into `dir`, which must
-/// not exist: it is written beside it and renamed into place.
+/// Stages an OCI layout holding one image with one uncompressed layer (all of `layer`)
+/// beside `dir`; [`commit`] renames it into place. It is readable by its owner only: it holds
+/// the original image's root-only files.
 pub fn write(
     dir: &Path,
     config: &[u8],
-    layer: &Path,
+    layer: &File,
     diff_id: &str,
     tag: &str,
-) -> Result<(), ImageError> {
+) -> Result<AtomicDir, ImageError> {
     let io_err =
         |e: io::Error| ImageError::io(format!("writing the OCI layout {}", dir.display()), e);
-    if dir.exists() {
-        return Err(ImageError::io(
-            format!("writing the OCI layout {}", dir.display()),
-            io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "it already exists; name a new directory",
-            ),
-        ));
-    }
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let staging = tempfile::Builder::new()
-        .prefix(".slimd-oci-")
-        .tempdir_in(parent)
-        .map_err(io_err)?;
-    let blobs = staging.path().join("blobs/sha256");
-    fs::create_dir_all(&blobs).map_err(io_err)?;
-    let put = |data: &[u8]| -> io::Result<String> {
+    let mut out = AtomicDir::create(dir).map_err(io_err)?;
+    out.mkdir(Path::new("blobs")).map_err(io_err)?;
+    out.mkdir(Path::new("blobs/sha256")).map_err(io_err)?;
+    let blob = |d: &str| Path::new("blobs/sha256").join(hex_of(d));
+    let put = |out: &mut AtomicDir, data: &[u8]| -> io::Result<String> {
         let d = digest(data);
-        fs::write(blobs.join(hex_of(&d)), data)?;
+        let mut file = out.create_file(&blob(&d))?;
+        file.write_all(data)?;
+        file.sync_all()?;
         Ok(d)
     };
-    fs::copy(layer, blobs.join(hex_of(diff_id))).map_err(io_err)?;
-    let layer_size = fs::metadata(layer).map_err(io_err)?.len();
-    let config_digest = put(config).map_err(io_err)?;
+    let layer_size = layer.metadata().map_err(io_err)?.len();
+    let mut layer_blob = out.create_file(&blob(diff_id)).map_err(io_err)?;
+    io::copy(&mut BlobReader::new(layer, 0, layer_size), &mut layer_blob)
+        .and_then(|_| layer_blob.sync_all())
+        .map_err(io_err)?;
+    let config_digest = put(&mut out, config).map_err(io_err)?;
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
@@ -225,7 +261,7 @@ pub fn write(
         "layers": [{ "mediaType": LAYER_MEDIA_TYPE, "digest": diff_id, "size": layer_size }],
     }))
     .expect("JSON values serialise");
-    let manifest_digest = put(&manifest).map_err(io_err)?;
+    let manifest_digest = put(&mut out, &manifest).map_err(io_err)?;
     let short_tag = tag
         .rsplit_once(':')
         .filter(|(_, t)| !t.contains('/'))
@@ -241,12 +277,36 @@ pub fn write(
         }],
     }))
     .expect("JSON values serialise");
-    fs::write(staging.path().join("index.json"), index).map_err(io_err)?;
-    let mut layout = fs::File::create(staging.path().join("oci-layout")).map_err(io_err)?;
-    write!(layout, "{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}").map_err(io_err)?;
-    let staged = staging.keep();
-    fs::rename(&staged, dir).map_err(|e| {
-        let _ = fs::remove_dir_all(&staged);
-        io_err(e)
+    for (name, data) in [
+        ("index.json", index),
+        (
+            "oci-layout",
+            format!("{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}").into_bytes(),
+        ),
+    ] {
+        let mut file = out.create_file(Path::new(name)).map_err(io_err)?;
+        file.write_all(&data)
+            .and_then(|()| file.sync_all())
+            .map_err(io_err)?;
+    }
+    Ok(out)
+}
+
+/// Puts a staged layout at `dir`, which must not exist.
+pub fn commit(staged: AtomicDir, dir: &Path) -> Result<(), ImageError> {
+    let io_err =
+        |e: io::Error| ImageError::io(format!("writing the OCI layout {}", dir.display()), e);
+    staged.commit().map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            ImageError::io(
+                format!("writing the OCI layout {}", dir.display()),
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "it already exists; name a new directory",
+                ),
+            )
+        } else {
+            io_err(e)
+        }
     })
 }

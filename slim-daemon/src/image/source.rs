@@ -8,14 +8,32 @@
 use std::{
     fmt,
     fs::File,
-    io,
+    io::{self, BufReader, BufWriter, Write},
     path::{Path, PathBuf},
 };
 
 use sha2::{Digest, Sha256};
 
-use super::{ImageError, ImageFiles, archive, config::digest, oci};
+use super::{
+    ImageError, ImageFiles, archive,
+    archive::BlobReader,
+    config::digest,
+    hashing::{HashingReader, TeeReader},
+    oci, tar_layer,
+    tree::LayerEntry,
+};
 use crate::runtime::{Docker, ImageInfo, RuntimeError};
+
+/// Decompressed layer bytes one image may hold unless `SLIMD_MAX_IMAGE_BYTES` says otherwise:
+/// a gzip bomb fills no disk.
+const DEFAULT_MAX_IMAGE_BYTES: u64 = 64 << 30;
+
+fn max_image_bytes() -> u64 {
+    std::env::var("SLIMD_MAX_IMAGE_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_IMAGE_BYTES)
+}
 
 /// How to read an image from the engine.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -46,9 +64,14 @@ pub enum ImageSpec {
 impl ImageSpec {
     pub fn parse(text: &str) -> Self {
         if let Some(rest) = text.strip_prefix("oci:") {
-            // A reference has no slash; a directory may well have a colon.
+            // A directory may hold colons, and a reference holds no slash: the whole is the
+            // directory when there is one by that name.
             return match rest.rsplit_once(':') {
-                Some((dir, reference)) if !reference.contains('/') && !reference.is_empty() => {
+                Some((dir, reference))
+                    if !reference.contains('/')
+                        && !reference.is_empty()
+                        && !Path::new(rest).is_dir() =>
+                {
                     ImageSpec::OciDir {
                         dir: dir.into(),
                         reference: Some(reference.into()),
@@ -112,8 +135,6 @@ pub struct SourceImage {
     pub files: ImageFiles,
     /// How an engine image was read (`Auto` for the other sources).
     pub via: Via,
-    /// Files that live as long as the image: the save stream, decompressed layers.
-    _temps: Vec<tempfile::TempPath>,
 }
 
 /// Reads an image; `docker` is needed for engine images only.
@@ -128,7 +149,11 @@ pub async fn open(
             from_engine(docker, reference, via).await
         }
         ImageSpec::OciDir { dir, reference } => Ok(from_oci(dir, reference.as_deref())?),
-        ImageSpec::Archive(path) => Ok(from_archive_file(path, None)?),
+        ImageSpec::Archive(path) => {
+            let file = crate::fsutil::open_regular(path)
+                .map_err(|e| ImageError::Archive(path.clone(), e.to_string()))?;
+            Ok(from_archive(file, path, None)?)
+        }
     }
 }
 
@@ -153,7 +178,6 @@ async fn from_engine(
                     config,
                     files,
                     via: Via::Layers,
-                    _temps: Vec::new(),
                 });
             }
             Err(reason) if via == Via::Layers => {
@@ -162,10 +186,14 @@ async fn from_engine(
             Err(reason) => tracing::debug!("reading {reference} from the save stream: {reason}"),
         }
     }
-    let stream = temp_file("slimd-save-", ".tar")?;
-    docker.save_image(&info.id, &stream).await?;
-    let mut image = from_archive_file(&stream, Some(&info.id))?;
-    image._temps.push(stream);
+    // An unnamed file: nothing is left behind, whatever happens to slimd.
+    let stream =
+        tempfile::tempfile().map_err(|e| ImageError::io("creating a temporary file", e))?;
+    let writer = stream
+        .try_clone()
+        .map_err(|e| ImageError::io("creating a temporary file", e))?;
+    docker.save_image(&info.id, writer).await?;
+    let image = from_archive(stream, Path::new("the docker save stream"), Some(&info.id))?;
     Ok(SourceImage {
         name,
         size: info.size,
@@ -174,33 +202,79 @@ async fn from_engine(
     })
 }
 
-fn temp_file(prefix: &str, suffix: &str) -> Result<tempfile::TempPath, ImageError> {
-    Ok(tempfile::Builder::new()
-        .prefix(prefix)
-        .suffix(suffix)
-        .tempfile()
-        .map_err(|e| ImageError::io("creating a temporary file", e))?
-        .into_temp_path())
+fn bad_layer(label: &Path, position: usize, what: String) -> ImageError {
+    ImageError::Archive(
+        label.to_path_buf(),
+        format!("layer {}: {what}", position + 1),
+    )
 }
 
-/// A docker-archive on disk; `expected_id` checks that it holds that image.
-fn from_archive_file(path: &Path, expected_id: Option<&str>) -> Result<SourceImage, ImageError> {
-    let saved = archive::read(path)?;
+/// The config's `rootfs.diff_ids`: what each layer's uncompressed tar must hash to.
+fn diff_ids(config: &[u8], label: &Path, layers: usize) -> Result<Vec<String>, ImageError> {
+    let bad = |msg: String| ImageError::Archive(label.to_path_buf(), msg);
+    let value: serde_json::Value = serde_json::from_slice(config)
+        .map_err(|e| bad(format!("the image config is not JSON: {e}")))?;
+    let ids: Vec<String> = value
+        .pointer("/rootfs/diff_ids")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| bad("the image config lists no rootfs.diff_ids".into()))?
+        .iter()
+        .map(|v| v.as_str().map(str::to_owned))
+        .collect::<Option<_>>()
+        .ok_or_else(|| bad("the image config's rootfs.diff_ids are not strings".into()))?;
+    if ids.len() != layers {
+        return Err(bad(format!(
+            "the manifest lists {layers} layers, the config {}",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+/// A docker-archive or save stream in `file` (named `label`); `expected_id` checks that it
+/// holds that image. Every layer must hash to its diff id.
+fn from_archive(
+    file: File,
+    label: &Path,
+    expected_id: Option<&str>,
+) -> Result<SourceImage, ImageError> {
+    let saved = archive::read(&file, label)?;
     let id = digest(&saved.config);
     if let Some(expected) = expected_id
         && id != expected
     {
         return Err(ImageError::Archive(
-            path.to_path_buf(),
+            label.to_path_buf(),
             format!("its config digest {id} is not the image id {expected}"),
         ));
     }
-    let layers: Vec<(PathBuf, (u64, u64))> = saved
-        .layers
-        .iter()
-        .map(|r| (path.to_path_buf(), *r))
-        .collect();
-    let files = ImageFiles::from_tars(&layers)?;
+    let diff_ids = diff_ids(&saved.config, label, saved.layers.len())?;
+    let mut layers: Vec<Vec<LayerEntry>> = Vec::with_capacity(saved.layers.len());
+    for (i, (member, diff_id)) in saved.layers.iter().zip(&diff_ids).enumerate() {
+        if member.digest != *diff_id {
+            return Err(bad_layer(
+                label,
+                i,
+                format!(
+                    "it hashes to {}, not to its diff id {diff_id}",
+                    member.digest
+                ),
+            ));
+        }
+        let earlier = saved.layers[..i].iter().position(|m| m == member);
+        let entries = match earlier {
+            Some(j) => layers[j].clone(),
+            None => {
+                let stream = BufReader::with_capacity(
+                    1 << 20,
+                    BlobReader::new(&file, member.start, member.len),
+                );
+                tar_layer::read_layer(stream, 0, member.start, label)?
+            }
+        };
+        layers.push(entries);
+    }
+    let files = ImageFiles::from_layers(vec![file], layers)?;
     Ok(SourceImage {
         id,
         name: saved.repo_tags.first().cloned(),
@@ -208,31 +282,47 @@ fn from_archive_file(path: &Path, expected_id: Option<&str>) -> Result<SourceIma
         config: saved.config,
         files,
         via: Via::Auto,
-        _temps: Vec::new(),
     })
 }
 
 fn from_oci(dir: &Path, reference: Option<&str>) -> Result<SourceImage, ImageError> {
     let image = oci::read(dir, reference)?;
-    let mut temps = Vec::new();
-    let mut layers = Vec::with_capacity(image.layers.len());
-    for (blob, compression) in &image.layers {
-        let path = match compression {
-            oci::Compression::None => blob.clone(),
-            oci::Compression::Gzip => {
-                let temp = temp_file("slimd-layer-", ".tar")?;
-                gunzip(blob, &temp)?;
-                let path = temp.to_path_buf();
-                temps.push(temp);
-                path
-            }
-        };
-        let len = std::fs::metadata(&path)
-            .map_err(|e| ImageError::io(format!("reading {}", path.display()), e))?
-            .len();
-        layers.push((path, (0, len)));
+    let diff_ids = diff_ids(&image.config, dir, image.layers.len())?;
+    let mut budget = max_image_bytes();
+    let mut files = Vec::with_capacity(image.blobs.len());
+    let mut parsed: Vec<(Vec<LayerEntry>, String)> = Vec::with_capacity(image.blobs.len());
+    for (index, blob) in image.blobs.into_iter().enumerate() {
+        let position = image
+            .layers
+            .iter()
+            .position(|&l| l == index)
+            .expect("every blob is a layer");
+        let bad = |what: String| bad_layer(dir, position, what);
+        let (file, entries, diff_id, bytes) = read_oci_layer(blob, index as u32, budget, dir)
+            .map_err(|e| match e {
+                LayerReadError::Image(e) => e,
+                LayerReadError::Digest(d, want) => {
+                    bad(format!("the blob hashes to {d}, not to its digest {want}"))
+                }
+                LayerReadError::Io(e) => bad(e.to_string()),
+            })?;
+        budget = budget.saturating_sub(bytes);
+        files.push(file);
+        parsed.push((entries, diff_id));
     }
-    let files = ImageFiles::from_tars(&layers)?;
+    let mut layers = Vec::with_capacity(image.layers.len());
+    for (position, (&blob, want)) in image.layers.iter().zip(&diff_ids).enumerate() {
+        let (entries, diff_id) = &parsed[blob];
+        if diff_id != want {
+            return Err(bad_layer(
+                dir,
+                position,
+                format!("its tar hashes to {diff_id}, not to its diff id {want}"),
+            ));
+        }
+        layers.push(entries.clone());
+    }
+    let files = ImageFiles::from_layers(files, layers)?;
     Ok(SourceImage {
         id: digest(&image.config),
         name: image.name,
@@ -240,17 +330,68 @@ fn from_oci(dir: &Path, reference: Option<&str>) -> Result<SourceImage, ImageErr
         config: image.config,
         files,
         via: Via::Auto,
-        _temps: temps,
     })
 }
 
-fn gunzip(from: &Path, to: &Path) -> Result<(), ImageError> {
-    let err = |e: io::Error| ImageError::io(format!("decompressing layer {}", from.display()), e);
-    let mut input =
-        flate2::read::MultiGzDecoder::new(io::BufReader::new(File::open(from).map_err(err)?));
-    let mut output = io::BufWriter::new(File::create(to).map_err(err)?);
-    io::copy(&mut input, &mut output).map_err(err)?;
-    Ok(())
+enum LayerReadError {
+    Image(ImageError),
+    /// What the blob hashed to, and its digest.
+    Digest(String, String),
+    Io(io::Error),
+}
+
+impl From<io::Error> for LayerReadError {
+    fn from(e: io::Error) -> Self {
+        LayerReadError::Io(e)
+    }
+}
+
+/// Reads one layer blob in one pass: hashed as it streams, decompressed (into an unnamed file,
+/// at most `budget` bytes) when it is compressed, and its tar parsed. The file that holds the
+/// tar, its entries, the tar's digest and its size.
+fn read_oci_layer(
+    blob: oci::LayerBlob,
+    index: u32,
+    budget: u64,
+    label: &Path,
+) -> Result<(File, Vec<LayerEntry>, String, u64), LayerReadError> {
+    let len = blob.file.metadata()?.len();
+    let compressed = HashingReader::new(
+        BufReader::with_capacity(1 << 20, BlobReader::new(&blob.file, 0, len)),
+        u64::MAX,
+        "a layer blob",
+    );
+    let (blob_digest, tar_file, entries, diff_id, bytes) = match blob.compression {
+        oci::Compression::None => {
+            let mut stream = compressed;
+            let entries = tar_layer::read_layer(&mut stream, index, 0, label)
+                .map_err(LayerReadError::Image)?;
+            let (d, _) = stream.finish()?;
+            // An uncompressed blob is its own tar: no bytes of the budget.
+            (d.clone(), None, entries, d, 0)
+        }
+        oci::Compression::Gzip => {
+            let tar = tempfile::tempfile()?;
+            let tee = TeeReader {
+                inner: flate2::read::MultiGzDecoder::new(compressed),
+                copy: BufWriter::with_capacity(1 << 20, tar.try_clone()?),
+            };
+            let mut stream = HashingReader::new(tee, budget, "the decompressed layers");
+            let entries = tar_layer::read_layer(&mut stream, index, 0, label)
+                .map_err(LayerReadError::Image)?;
+            let bytes = stream.bytes_read();
+            let (diff_id, tee) = stream.finish()?;
+            let TeeReader { inner, mut copy } = tee;
+            copy.flush()?;
+            drop(copy);
+            let (d, _) = inner.into_inner().finish()?;
+            (d, Some(tar), entries, diff_id, bytes)
+        }
+    };
+    if blob_digest != blob.digest {
+        return Err(LayerReadError::Digest(blob_digest, blob.digest));
+    }
+    Ok((tar_file.unwrap_or(blob.file), entries, diff_id, bytes))
 }
 
 /// The image's layer directories and config, read in place.

@@ -1,155 +1,122 @@
 //! Reading one uncompressed layer tar into layer entries whose data stays in the file.
 use std::{
-    fs::File,
-    io::{self, Read, Seek, SeekFrom, Take},
+    io::Read,
+    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
 
-use tar::EntryType;
+use super::{
+    ImageError,
+    tar_read::{EntryKind, TarReader},
+    tree::{Data, Kind, LayerEntry, MAX_NODES, Node, normalize},
+};
 
-use super::tree::{Data, Kind, LayerEntry, Node, normalize};
-use crate::image::ImageError;
-
-const WHITEOUT_PREFIX: &str = ".wh.";
-const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 /// The one extended attribute that belongs in an image layer.
 pub const CAPABILITY_XATTR: &str = "security.capability";
-const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
 
-type LayerReader = Take<File>;
-
-/// Lists the entries of the layer tar that sits in the file `path` at byte range `range`
-/// (a layer inside an image archive, or a whole file). Data references name the file as
-/// `blob`, at offsets absolute within it.
+/// Lists the entries of the layer tar streamed by `stream`, reading it to its end. The
+/// stream starts at byte `base` of the file the tree's data references call `blob`; `label`
+/// names the layer in errors.
 pub fn read_layer(
-    path: &Path,
+    stream: impl Read,
     blob: u32,
-    range: (u64, u64),
+    base: u64,
+    label: &Path,
 ) -> Result<Vec<LayerEntry>, ImageError> {
-    let bad = |e: io::Error| ImageError::Layer(path.to_path_buf(), e.to_string());
-    let (start, len) = range;
-    let mut file = File::open(path).map_err(bad)?;
-    file.seek(SeekFrom::Start(start)).map_err(bad)?;
-    let mut archive = tar::Archive::new(file.take(len));
+    let bad = |e: std::io::Error| ImageError::Layer(label.to_path_buf(), e.to_string());
+    let mut tar = TarReader::new(stream, |name| name == CAPABILITY_XATTR);
     let mut out = Vec::new();
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let raw_path = entry.path().map_err(bad)?.into_owned();
-        let Some(path_in_image) = normalize(&raw_path) else {
-            tracing::warn!(path = %raw_path.display(), "layer entry escapes the root; skipped");
+    while let Some(header) = tar.next_entry().map_err(bad)? {
+        if out.len() >= MAX_NODES {
+            return Err(ImageError::Layer(
+                label.to_path_buf(),
+                format!("it holds more than {MAX_NODES} entries"),
+            ));
+        }
+        let raw = Path::new(std::ffi::OsStr::from_bytes(&header.path));
+        let Some(path) = normalize(raw) else {
+            tracing::warn!(path = %raw.display(), "layer entry escapes the root; skipped");
             continue;
         };
-        if path_in_image == Path::new("/") {
+        if path == Path::new("/") {
             continue;
         }
-        let name = path_in_image
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy();
+        let name = path.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
         if name == OPAQUE_MARKER {
-            out.push(LayerEntry::Opaque(parent_of(&path_in_image)));
+            out.push(LayerEntry::Opaque(parent_of(&path)));
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-            out.push(LayerEntry::Whiteout(parent_of(&path_in_image).join(hidden)));
+            if hidden.is_empty() || hidden == b"." || hidden == b".." {
+                tracing::warn!(path = %path.display(), "whiteout of no name; skipped");
+                continue;
+            }
+            out.push(LayerEntry::Whiteout(
+                parent_of(&path).join(std::ffi::OsStr::from_bytes(hidden)),
+            ));
             continue;
         }
-        let header = entry.header();
-        let kind = match header.entry_type() {
-            EntryType::Regular | EntryType::Continuous => Kind::File,
-            EntryType::Directory => Kind::Dir,
-            EntryType::Symlink => Kind::Symlink(link_target(&entry).map_err(bad)?),
-            EntryType::Link => {
-                let target = link_target(&entry).map_err(bad)?;
-                match normalize(&target) {
-                    Some(t) => Kind::Hardlink(t),
+        let target = || PathBuf::from(std::ffi::OsStr::from_bytes(&header.link));
+        let kind = match header.kind {
+            EntryKind::File => Kind::File,
+            EntryKind::Dir => Kind::Dir,
+            EntryKind::Symlink => Kind::Symlink(target()),
+            EntryKind::Hardlink => {
+                match normalize(&target()) {
+                    Some(target) => out.push(LayerEntry::Link { path, target }),
                     None => {
-                        tracing::warn!(path = %raw_path.display(), "hard link escapes the root; skipped");
-                        continue;
+                        tracing::warn!(path = %path.display(), "hard link escapes the root; skipped")
                     }
                 }
+                continue;
             }
-            EntryType::Char => Kind::CharDevice {
-                major: header.device_major().ok().flatten().unwrap_or(0),
-                minor: header.device_minor().ok().flatten().unwrap_or(0),
+            EntryKind::CharDevice => Kind::CharDevice {
+                major: header.dev_major,
+                minor: header.dev_minor,
             },
-            EntryType::Block => Kind::BlockDevice {
-                major: header.device_major().ok().flatten().unwrap_or(0),
-                minor: header.device_minor().ok().flatten().unwrap_or(0),
+            EntryKind::BlockDevice => Kind::BlockDevice {
+                major: header.dev_major,
+                minor: header.dev_minor,
             },
-            EntryType::Fifo => Kind::Fifo,
-            EntryType::GNUSparse => {
+            EntryKind::Fifo => Kind::Fifo,
+            EntryKind::Sparse => {
                 return Err(ImageError::Unsupported(format!(
                     "sparse file {} in layer {}",
-                    raw_path.display(),
-                    path.display()
+                    path.display(),
+                    label.display()
                 )));
             }
-            // Global PAX headers and vendor extensions carry no file.
-            _ => continue,
+            // Vendor extensions carry no file.
+            EntryKind::Other(_) => continue,
         };
-        let mut node = Node {
-            mode: header.mode().map_err(bad)? & 0o7777,
-            uid: header.uid().map_err(bad)?,
-            gid: header.gid().map_err(bad)?,
-            mtime: header.mtime().map_err(bad)? as i64,
-            size: 0,
-            xattrs: Vec::new(),
-            data: Data::None,
-            kind,
-        };
-        apply_pax(&mut entry, &mut node).map_err(bad)?;
-        if node.kind == Kind::File {
-            node.size = entry.size();
-            node.data = Data::Blob {
-                blob,
-                offset: start + entry.raw_file_position(),
-            };
-        }
-        out.push(LayerEntry::Add(path_in_image, node));
+        let is_file = kind == Kind::File;
+        out.push(LayerEntry::Add(
+            path,
+            Node {
+                mode: header.mode,
+                uid: header.uid,
+                gid: header.gid,
+                mtime: header.mtime,
+                size: if is_file { header.size } else { 0 },
+                xattrs: header.xattrs,
+                data: if is_file {
+                    Data::Blob {
+                        blob,
+                        offset: base + header.data_offset,
+                    }
+                } else {
+                    Data::None
+                },
+                kind,
+            },
+        ));
     }
+    tar.drain(u64::MAX).map_err(bad)?;
     Ok(out)
 }
 
 fn parent_of(path: &Path) -> PathBuf {
     path.parent().unwrap_or(Path::new("/")).to_path_buf()
-}
-
-fn link_target(entry: &tar::Entry<'_, LayerReader>) -> io::Result<PathBuf> {
-    entry
-        .link_name()?
-        .map(|p| p.into_owned())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "link without a target"))
-}
-
-/// PAX records that override the ustar fields, and the capability xattr.
-fn apply_pax(entry: &mut tar::Entry<'_, LayerReader>, node: &mut Node) -> io::Result<()> {
-    let Some(extensions) = entry.pax_extensions()? else {
-        return Ok(());
-    };
-    for ext in extensions {
-        let ext = ext?;
-        let key = ext
-            .key()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let value = ext.value_bytes();
-        let number = || {
-            std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.split('.').next()?.parse::<i64>().ok())
-        };
-        match key {
-            "uid" => node.uid = number().unwrap_or(node.uid as i64) as u64,
-            "gid" => node.gid = number().unwrap_or(node.gid as i64) as u64,
-            "mtime" => node.mtime = number().unwrap_or(node.mtime),
-            _ => {
-                if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX)
-                    && name == CAPABILITY_XATTR
-                {
-                    node.xattrs.push((name.to_owned(), value.to_vec()));
-                }
-            }
-        }
-    }
-    Ok(())
 }

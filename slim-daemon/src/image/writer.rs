@@ -13,12 +13,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
 use super::{
     ImageError, ImageFiles,
-    tree::{Kind, Node},
+    hashing::HashingWriter,
+    tree::{Data, Kind, Node},
 };
 
 /// How much of a path is kept.
@@ -86,38 +86,19 @@ pub fn write_layer(
         .map_err(|e| ImageError::io("finishing the layer", e))?;
     out.flush()
         .map_err(|e| ImageError::io("finishing the layer", e))?;
-    summary.tar_bytes = out.written;
-    summary.diff_id = format!("sha256:{:x}", out.hasher.finalize());
+    summary.tar_bytes = out.written();
+    summary.diff_id = out.finish().0;
     Ok(summary)
 }
 
-/// The root path of a hard link's group: the regular file its chain ends at.
-fn link_root(files: &ImageFiles, path: &Path) -> PathBuf {
-    let mut cur = path.to_path_buf();
-    for _ in 0..16 {
-        match files.tree.get(&cur).map(|n| &n.kind) {
-            Some(Kind::Hardlink(target)) => cur = target.clone(),
-            _ => break,
-        }
-    }
-    cur
-}
-
-/// For every group of kept paths that share bytes, the first in write order carries them and
-/// the others become tar hard links to it.
-fn hardlink_holders(
-    files: &ImageFiles,
-    keep: &BTreeMap<PathBuf, Keep>,
-) -> HashMap<PathBuf, PathBuf> {
-    let mut roots_with_links = std::collections::HashSet::new();
-    for (path, how) in keep {
-        if *how == Keep::Whole
-            && let Some(Kind::Hardlink(_)) = files.tree.get(path).map(|n| &n.kind)
-        {
-            roots_with_links.insert(link_root(files, path));
-        }
-    }
-    let mut holder_of_root: HashMap<PathBuf, PathBuf> = HashMap::new();
+/// For every group of kept files that are one file of the image (hard links: the same data
+/// of the same layer), the first in write order carries the bytes and the others become tar
+/// hard links to it. Paths whose link partner is not kept are plain files.
+fn hardlink_holders<'a>(
+    files: &'a ImageFiles,
+    keep: &'a BTreeMap<PathBuf, Keep>,
+) -> HashMap<&'a Path, &'a Path> {
+    let mut first_of: HashMap<&Data, &Path> = HashMap::new();
     let mut holders = HashMap::new();
     for (path, how) in keep {
         if *how != Keep::Whole {
@@ -126,15 +107,13 @@ fn hardlink_holders(
         let Some(node) = files.tree.get(path) else {
             continue;
         };
-        if !node.has_data() {
+        if !node.has_data() || node.data == Data::None {
             continue;
         }
-        let root = link_root(files, path);
-        if !roots_with_links.contains(&root) {
-            continue;
+        let first = *first_of.entry(&node.data).or_insert(path);
+        if first != path.as_path() {
+            holders.insert(path.as_path(), first);
         }
-        let holder = holder_of_root.entry(root).or_insert_with(|| path.clone());
-        holders.insert(path.clone(), holder.clone());
     }
     holders
 }
@@ -157,17 +136,12 @@ enum EntryKind<'a> {
 }
 
 impl<'a> Entry<'a> {
-    fn new(
-        path: &'a Path,
-        node: &'a Node,
-        how: Keep,
-        holders: &'a HashMap<PathBuf, PathBuf>,
-    ) -> Self {
+    fn new(path: &'a Path, node: &'a Node, how: Keep, holders: &HashMap<&Path, &'a Path>) -> Self {
         let kind = if node.has_data() {
             match holders.get(path) {
-                Some(holder) if holder != path => EntryKind::Link(holder),
-                _ if how == Keep::Placeholder => EntryKind::File { len: 0 },
-                _ => EntryKind::File { len: node.size },
+                Some(holder) => EntryKind::Link(holder),
+                None if how == Keep::Placeholder => EntryKind::File { len: 0 },
+                None => EntryKind::File { len: node.size },
             }
         } else {
             EntryKind::Other
@@ -229,7 +203,7 @@ impl<'a> Entry<'a> {
                 header.set_device_minor(*minor)?;
             }
             (EntryKind::Other, Kind::Fifo) => header.set_entry_type(EntryType::Fifo),
-            (EntryKind::Other, Kind::File | Kind::Hardlink(_)) => unreachable!("files carry data"),
+            (EntryKind::Other, Kind::File) => unreachable!("files carry data"),
         }
         if !matches!(self.kind, EntryKind::Link(_)) {
             for (key, value) in &node.xattrs {
@@ -348,36 +322,6 @@ fn write_pax(out: &mut impl Write, name: &[u8], records: &[(String, Vec<u8>)]) -
 fn pad(out: &mut impl Write, len: u64) -> io::Result<()> {
     let rem = (512 - len % 512) % 512;
     out.write_all(&[0u8; 512][..rem as usize])
-}
-
-/// Counts and hashes what passes through.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            written: 0,
-        }
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 #[cfg(test)]

@@ -185,7 +185,8 @@ impl AccessReport {
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
         let mut json = serde_json::to_vec_pretty(self).expect("reports serialise");
         json.push(b'\n');
-        fsutil::write_atomic(path, &json).map_err(|e| ReportError::Write(path.to_path_buf(), e))
+        fsutil::write_atomic(path, &json, fsutil::Access::Umask)
+            .map_err(|e| ReportError::Write(path.to_path_buf(), e))
     }
 
     /// The union of several reports of the same image.

@@ -5,7 +5,7 @@ pub mod mountinfo;
 pub mod walk;
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
@@ -37,6 +37,9 @@ pub struct Resolver<'a> {
     files: &'a ImageFiles,
     walker: Walker<'a>,
     paths: BTreeMap<PathBuf, PathRecord>,
+    /// Executables whose interpreter was looked for already: a container that runs one file
+    /// under many spellings costs one read of it.
+    examined: HashMap<PathBuf, Option<Vec<u8>>>,
     pub stats: ResolveStats,
 }
 
@@ -47,6 +50,7 @@ impl<'a> Resolver<'a> {
             files,
             walker: Walker::new(&files.tree, mounts),
             paths: BTreeMap::new(),
+            examined: HashMap::new(),
             stats: ResolveStats::default(),
         }
     }
@@ -122,19 +126,12 @@ impl<'a> Resolver<'a> {
         if depth >= MAX_INTERP_DEPTH {
             return;
         }
-        let Some(head) = self.files.read_head(exe, elf::SHEBANG_MAX) else {
-            return;
-        };
-        let interp = if head.starts_with(b"#!") {
-            elf::shebang(&head)
-        } else if head.starts_with(b"\x7fELF") {
-            self.files
-                .read_file(exe)
-                .and_then(|d| elf::elf_deps(&d))
-                .and_then(|d| d.interpreter)
-        } else {
-            None
-        };
+        let files = self.files;
+        let interp = self
+            .examined
+            .entry(exe.to_path_buf())
+            .or_insert_with(|| interpreter_of(files, exe))
+            .clone();
         let Some(interp) = interp else { return };
         let dir = exe.parent().unwrap_or(Path::new("/")).to_path_buf();
         if let Some(found) = self.lookup(&dir, &interp, true, access) {
@@ -180,5 +177,18 @@ impl<'a> Resolver<'a> {
                 comm: access.comm.clone(),
             };
         }
+    }
+}
+
+/// The interpreter the kernel loads for a file it executes: the `#!` line's, or ELF's
+/// `PT_INTERP` (read without reading the rest of the file).
+fn interpreter_of(files: &ImageFiles, exe: &Path) -> Option<Vec<u8>> {
+    let head = files.read_head(exe, elf::SHEBANG_MAX)?;
+    if head.starts_with(b"#!") {
+        elf::shebang(&head)
+    } else if head.starts_with(b"\x7fELF") {
+        elf::interpreter(&files.read_at(exe)?)
+    } else {
+        None
     }
 }

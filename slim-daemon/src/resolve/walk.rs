@@ -171,7 +171,8 @@ mod tests {
             LayerEntry::Add("/etc/passwd".into(), node(Kind::File)),
             LayerEntry::Add("/loop".into(), link("/loop")),
             LayerEntry::Add("/proc".into(), node(Kind::Dir)),
-        ]);
+        ])
+        .unwrap();
         tree
     }
 

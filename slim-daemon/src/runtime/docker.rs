@@ -12,7 +12,7 @@ use bollard::{
     },
 };
 use futures_util::{StreamExt, TryStreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use crate::image::history::HistoryEntry;
 
@@ -375,25 +375,23 @@ impl Docker {
         }
     }
 
-    /// Writes the `docker save` stream of an image to `dest`.
-    pub async fn save_image(&self, image: &str, dest: &Path) -> Result<()> {
+    /// Writes the `docker save` stream of an image into `dest`.
+    pub async fn save_image(&self, image: &str, dest: std::fs::File) -> Result<()> {
         let doing = format!("exporting image {image}");
-        let mut file = tokio::fs::File::create(dest)
-            .await
-            .map_err(|e| RuntimeError::Api(doing.clone(), format!("{}: {e}", dest.display())))?;
+        let mut file = tokio::fs::File::from_std(dest);
         let mut stream = self.client.export_image(image);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| match status_of(&e) {
                 Some(404) => RuntimeError::NoSuchImage(image.to_owned()),
                 _ => self.api(&doing, e),
             })?;
-            file.write_all(&chunk).await.map_err(|e| {
-                RuntimeError::Api(doing.clone(), format!("{}: {e}", dest.display()))
-            })?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| RuntimeError::Api(doing.clone(), e.to_string()))?;
         }
         file.flush()
             .await
-            .map_err(|e| RuntimeError::Api(doing, format!("{}: {e}", dest.display())))?;
+            .map_err(|e| RuntimeError::Api(doing, e.to_string()))?;
         Ok(())
     }
 
@@ -456,10 +454,15 @@ impl Docker {
         Ok((stdout, stderr))
     }
 
-    /// `docker load` of a docker-archive file.
-    pub async fn load_image(&self, archive: &Path) -> Result<()> {
-        let doing = format!("loading {}", archive.display());
-        let file = tokio::fs::File::open(archive)
+    /// `docker load` of the docker-archive that is all of `archive`.
+    pub async fn load_image(&self, archive: &std::fs::File) -> Result<()> {
+        let doing = "loading the slim image".to_owned();
+        let mut file = tokio::fs::File::from_std(
+            archive
+                .try_clone()
+                .map_err(|e| RuntimeError::Api(doing.clone(), e.to_string()))?,
+        );
+        file.seek(std::io::SeekFrom::Start(0))
             .await
             .map_err(|e| RuntimeError::Api(doing.clone(), e.to_string()))?;
         let body = tokio_util::io::ReaderStream::new(file);
