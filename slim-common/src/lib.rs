@@ -178,6 +178,9 @@ const _: () = assert!(core::mem::size_of::<PathEvent>() == PATH_OFFSET + PATH_CA
 pub struct Pending {
     /// The user address of the path.
     pub user_path: u64,
+    /// The thread's start time (`task_struct.start_time`): with the thread id and the cgroup,
+    /// this tells the thread that left the entry from a later one that reuses its id.
+    pub task_start: u64,
     pub event: PathEvent,
 }
 
@@ -191,7 +194,7 @@ pub mod stat {
     pub const DEDUPED: u32 = 2;
     /// Paths that could only be read when their thread entered its next syscall.
     pub const RETRIED: u32 = 3;
-    /// Pending retries that found no slot (map full): lost.
+    /// Pending retries that found no slot (map full), or whose thread was gone: lost.
     pub const RETRY_LOST: u32 = 4;
     pub const COUNT: u32 = 5;
 }

@@ -71,7 +71,7 @@ pub struct ScenarioArgs {
     #[arg(long, value_name = "exit|probes|SECS")]
     pub continue_after: Option<ContinueAfter>,
     /// Stop the container after this many seconds at the latest.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = crate::scenario::parse_secs)]
     pub duration: Option<f64>,
 }
 
@@ -108,7 +108,7 @@ pub struct ObserveArgs {
     #[arg(short, long, default_value = "slimd-report.json")]
     pub output: PathBuf,
     /// Stop after this many seconds (default: when the container exits, or on Ctrl-C).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = crate::scenario::parse_secs)]
     pub duration: Option<f64>,
     #[command(flatten)]
     pub sensor: SensorArgs,

@@ -8,6 +8,8 @@ use std::{
 
 use serde::Deserialize;
 
+use crate::runtime::docker::{MAX_CAPTURE, capture};
+
 /// How long a service may take to answer its first request.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The first pause between attempts; it doubles up to `MAX_RETRY_PAUSE`.
@@ -15,10 +17,15 @@ const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(10);
 const MAX_RETRY_PAUSE: Duration = Duration::from_millis(250);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A probe file larger than this is refused.
+const MAX_PROBE_FILE: u64 = 1 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("cannot read probe file {0}: {1}")]
     File(String, String),
+    #[error("probe path {0:?} must start with '/' (it is sent to 127.0.0.1 only)")]
+    Path(String),
 }
 
 /// One request to send.
@@ -60,10 +67,33 @@ impl HttpProbe {
     /// "body"}` objects, every field optional.
     pub fn from_file(path: &Path) -> Result<Vec<Self>, ProbeError> {
         let bad = |e: String| ProbeError::File(path.display().to_string(), e);
-        let text = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))
+        let file = crate::fsutil::open_regular(path).map_err(|e| bad(e.to_string()))?;
+        let text = crate::fsutil::read_bounded(file, MAX_PROBE_FILE, "the probe file")
+            .map_err(|e| bad(e.to_string()))?;
+        let probes: Vec<Self> = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        for probe in &probes {
+            probe.url(0)?;
+        }
+        Ok(probes)
+    }
+
+    /// The URL on 127.0.0.1:`host_port`; refused unless the path keeps it there.
+    fn url(&self, host_port: u16) -> Result<reqwest::Url, ProbeError> {
+        let bad = || ProbeError::Path(self.path.clone());
+        if !self.path.starts_with('/') {
+            return Err(bad());
+        }
+        let url = reqwest::Url::parse(&format!("http://{LOOPBACK}:{host_port}{}", self.path))
+            .map_err(|_| bad())?;
+        let stays = url.host_str() == Some(LOOPBACK)
+            && url.port_or_known_default() == Some(host_port)
+            && url.username().is_empty()
+            && url.password().is_none();
+        if stays { Ok(url) } else { Err(bad()) }
     }
 }
+
+const LOOPBACK: &str = "127.0.0.1";
 
 /// What one probe got back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,8 +125,10 @@ impl ProbeResult {
 
 /// Sends the probes to 127.0.0.1:`host_port`, which publishes the container's `port`.
 pub async fn send(port: &str, host_port: u16, probes: &[HttpProbe]) -> Vec<ProbeResult> {
+    // A container must not make slimd fetch another address: no redirect is followed.
     let client = reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(REQUEST_TIMEOUT)
         .build()
         .expect("an HTTP client without TLS builds");
@@ -123,7 +155,10 @@ async fn request(
     host_port: u16,
     probe: &HttpProbe,
 ) -> (Result<u16, String>, Vec<u8>) {
-    let url = format!("http://127.0.0.1:{host_port}{}", probe.path);
+    let url = match probe.url(host_port) {
+        Ok(url) => url,
+        Err(e) => return (Err(e.to_string()), Vec::new()),
+    };
     let method =
         reqwest::Method::from_bytes(probe.method.as_bytes()).unwrap_or(reqwest::Method::GET);
     let mut request = client.request(method, url).body(probe.body.clone());
@@ -131,11 +166,16 @@ async fn request(
         request = request.header(name, value);
     }
     match request.send().await {
-        Ok(response) => {
+        Ok(mut response) => {
             let status = response.status().as_u16();
-            match response.bytes().await {
-                Ok(bytes) => (Ok(status), bytes.to_vec()),
-                Err(e) => (Err(e.to_string()), Vec::new()),
+            let mut body = Vec::new();
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) if body.len() < MAX_CAPTURE => capture(&mut body, &chunk),
+                    // The rest of an endless body is not read.
+                    Ok(Some(_)) | Ok(None) => return (Ok(status), body),
+                    Err(e) => return (Err(e.to_string()), Vec::new()),
+                }
             }
         }
         Err(e) => (Err(e.to_string()), Vec::new()),
@@ -177,5 +217,29 @@ mod tests {
             vec![("X-A".to_string(), "1".to_string())]
         );
         assert!(HttpProbe::from_file(&dir.path().join("missing.json")).is_err());
+    }
+
+    #[test]
+    fn probe_paths_cannot_leave_loopback() {
+        for path in ["@evil.example/", "//evil.example/", "evil", "/a@b"] {
+            let probe = HttpProbe {
+                path: path.into(),
+                ..HttpProbe::get("/")
+            };
+            let url = probe.url(8080);
+            assert!(
+                url.as_ref().is_err() || url.as_ref().unwrap().host_str() == Some("127.0.0.1"),
+                "{path}: {url:?}"
+            );
+        }
+        let escaping = HttpProbe {
+            path: "@evil.example/".into(),
+            ..HttpProbe::get("/")
+        };
+        assert!(escaping.url(80).is_err());
+        assert_eq!(
+            HttpProbe::get("/health").url(8080).unwrap().as_str(),
+            "http://127.0.0.1:8080/health"
+        );
     }
 }

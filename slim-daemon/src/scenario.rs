@@ -5,7 +5,10 @@ use std::{future::Future, time::Duration};
 
 use crate::{
     probe::{self, HttpProbe, ProbeResult},
-    runtime::{Docker, RuntimeError, docker::ExecOutput},
+    runtime::{
+        Docker, RuntimeError,
+        docker::{ExecOutput, capture},
+    },
 };
 
 /// Seconds a container gets to stop on its StopSignal before it is killed.
@@ -32,14 +35,9 @@ impl std::str::FromStr for ContinueAfter {
         match s {
             "exit" => Ok(ContinueAfter::Exit),
             "probes" => Ok(ContinueAfter::Probes),
-            secs => secs
-                .parse::<f64>()
-                .ok()
-                .filter(|s| *s >= 0.0)
+            secs => parse_secs(secs)
                 .map(ContinueAfter::Secs)
-                .ok_or_else(|| {
-                    format!("expected exit, probes or a number of seconds, not {secs:?}")
-                }),
+                .map_err(|_| format!("expected exit, probes or a number of seconds, not {secs:?}")),
         }
     }
 }
@@ -112,10 +110,23 @@ pub async fn interrupted() {
     }
 }
 
+/// The longest wait slimd accepts: about a hundred years.
+const MAX_SECS: f64 = 3.2e9;
+
+/// A number of seconds as the user writes it: finite, not negative, at most a century.
+pub fn parse_secs(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if (0.0..=MAX_SECS).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "expected a number of seconds from 0 to {MAX_SECS:e}, not {text:?}"
+        )),
+    }
+}
+
 /// Completes after `secs`, or never.
 pub async fn deadline(secs: Option<f64>) {
-    match secs {
-        Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,
+    match secs.and_then(|s| Duration::try_from_secs_f64(s).ok()) {
+        Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
     }
 }
@@ -145,9 +156,7 @@ pub async fn play(
         let wait: Box<dyn Future<Output = ()> + Unpin> = match scenario.continue_after {
             ContinueAfter::Auto if scenario.interacts() => Box::new(std::future::ready(())),
             ContinueAfter::Probes => Box::new(std::future::ready(())),
-            ContinueAfter::Secs(s) => {
-                Box::new(Box::pin(tokio::time::sleep(Duration::from_secs_f64(s))))
-            }
+            ContinueAfter::Secs(s) => Box::new(Box::pin(deadline(Some(s)))),
             ContinueAfter::Auto | ContinueAfter::Exit => Box::new(Box::pin(std::future::pending())),
         };
         ending = tokio::select! {
@@ -226,28 +235,72 @@ fn probed(published: &[(String, u16)], only: &[String]) -> Vec<(String, u16)> {
     ports
 }
 
+/// Runs a command on the host in a process group of its own, which is killed whole if slimd
+/// stops waiting for it (Ctrl-C): nothing it started outlives slimd.
 async fn host_exec(cmd: &str, published: &[(String, u16)]) -> ExecOutput {
     let mut command = tokio::process::Command::new("sh");
     command
         .arg("-c")
         .arg(cmd)
-        .stdin(std::process::Stdio::null());
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
     for (port, host_port) in published {
         let number = port.split('/').next().unwrap_or(port);
         command.env(format!("SLIMD_PORT_{number}"), host_port.to_string());
     }
-    match command.output().await {
-        Ok(out) => ExecOutput {
-            exit_code: out.status.code().map_or(-1, i64::from),
-            stdout: out.stdout,
-            stderr: out.stderr,
+    let failed = |e: std::io::Error| ExecOutput {
+        exit_code: -1,
+        stdout: Vec::new(),
+        stderr: e.to_string().into_bytes(),
+    };
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return failed(e),
+    };
+    let _group = child.id().map(ProcessGroup);
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let (status, stdout, stderr) =
+        tokio::join!(child.wait(), read_capped(stdout), read_capped(stderr));
+    match status {
+        Ok(status) => ExecOutput {
+            exit_code: status.code().map_or(-1, i64::from),
+            stdout,
+            stderr,
         },
-        Err(e) => ExecOutput {
-            exit_code: -1,
-            stdout: Vec::new(),
-            stderr: e.to_string().into_bytes(),
-        },
+        Err(e) => failed(e),
     }
+}
+
+/// Kills a process group when dropped.
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0 as i32) {
+            // The group may be gone already: nothing to do then.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// The first `MAX_CAPTURE` bytes of a pipe, read to its end so the writer never blocks.
+async fn read_capped(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let Some(mut pipe) = pipe else {
+        return out;
+    };
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        capture(&mut out, &buf[..n]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -259,7 +312,10 @@ mod tests {
         assert_eq!("exit".parse(), Ok(ContinueAfter::Exit));
         assert_eq!("probes".parse(), Ok(ContinueAfter::Probes));
         assert_eq!("2.5".parse(), Ok(ContinueAfter::Secs(2.5)));
-        assert!("soon".parse::<ContinueAfter>().is_err());
+        for bad in ["soon", "inf", "nan", "1e300", "-1"] {
+            assert!(bad.parse::<ContinueAfter>().is_err(), "{bad}");
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -19,6 +19,10 @@ use crate::{
     sensor::{Access, AccessKey, AccessOp, Sensor, SensorError, SensorEvent},
 };
 
+/// Distinct accesses one observation keeps. A container that names millions of distinct
+/// paths (on purpose or not) makes its report incomplete rather than slimd's memory endless.
+pub const MAX_ACCESSES: usize = 500_000;
+
 /// Live numbers, for progress displays.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Progress {
@@ -33,6 +37,8 @@ pub struct Observation {
     cgroup: Cgroup,
     accesses: HashMap<AccessKey, Access>,
     received: u64,
+    /// Distinct accesses not kept (beyond `MAX_ACCESSES`).
+    over_limit: u64,
     started_at: SystemTime,
     mounts: Option<ContainerMounts>,
     tried_pids: BTreeSet<u32>,
@@ -59,6 +65,7 @@ impl Observation {
             cgroup,
             accesses: HashMap::new(),
             received: 0,
+            over_limit: 0,
             started_at: SystemTime::now(),
             mounts: None,
             tried_pids: BTreeSet::new(),
@@ -86,7 +93,7 @@ impl Observation {
         for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
             self.learn_mounts_from(pid);
             for access in running_process_accesses(pid) {
-                self.accesses.entry(access.key()).or_insert(access);
+                self.keep(access);
             }
         }
     }
@@ -134,13 +141,24 @@ impl Observation {
             self.received += 1;
             if let Some(access) = &event.access {
                 self.learn_mounts_from(access.pid);
-                self.accesses
-                    .entry(access.key())
-                    .or_insert_with(|| access.clone());
+                self.keep(access.clone());
             }
         }
         self.batch = batch;
         self.batch.clear();
+    }
+
+    /// Keeps an access unless it is known, or there is no room for more.
+    fn keep(&mut self, access: Access) {
+        let key = access.key();
+        if self.accesses.contains_key(&key) {
+            return;
+        }
+        if self.accesses.len() >= MAX_ACCESSES {
+            self.over_limit += 1;
+            return;
+        }
+        self.accesses.insert(key, access);
     }
 
     /// Stops watching (the sensor is unloaded) and returns what was recorded.
@@ -165,6 +183,7 @@ impl Observation {
                 unreadable: problems.unreadable + counters.stranded,
                 truncated: problems.truncated,
                 read_on_exit: counters.retried,
+                over_limit: self.over_limit,
             },
             started_at: self.started_at,
             ended_at: SystemTime::now(),
@@ -308,4 +327,12 @@ pub fn image_layer_dirs(mounts: &ContainerMounts, image_layers: usize) -> Option
         .cloned()
         .collect();
     dirs.iter().all(|d| Path::new(d).is_dir()).then_some(dirs)
+}
+
+/// Whether two lists name the same directories (through symlinks such as overlay2's `l/`).
+pub fn same_dirs(a: &[PathBuf], b: &[PathBuf]) -> bool {
+    let canonical = |dirs: &[PathBuf]| -> Option<Vec<PathBuf>> {
+        dirs.iter().map(|d| std::fs::canonicalize(d).ok()).collect()
+    };
+    a.len() == b.len() && canonical(a).is_some_and(|a| canonical(b) == Some(a))
 }

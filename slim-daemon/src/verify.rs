@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::{
-    runtime::{CreateSpec, Docker, RuntimeError, docker::ExecOutput},
+    runtime::{CreateSpec, Docker, RuntimeError, cleanup, docker::ExecOutput},
     scenario::{self, Ending, Outcome, Scenario},
 };
 
@@ -27,7 +27,10 @@ pub async fn outcome_of(
         } else {
             Vec::new()
         },
-        labels: HashMap::from([("slimd.verify".to_owned(), image.to_owned())]),
+        labels: HashMap::from([
+            ("slimd.verify".to_owned(), image.to_owned()),
+            (cleanup::OWNER_LABEL.to_owned(), cleanup::owner()),
+        ]),
         ..Default::default()
     };
     let id = docker.create(&spec).await?;

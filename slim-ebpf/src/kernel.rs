@@ -23,6 +23,8 @@ static ARG5: u64 = 0;
 #[unsafe(no_mangle)]
 pub static TASK_FS: u64 = 0;
 #[unsafe(no_mangle)]
+static TASK_START_TIME: u64 = 0;
+#[unsafe(no_mangle)]
 static TASK_FILES: u64 = 0;
 #[unsafe(no_mangle)]
 pub static FS_ROOT: u64 = 0;
@@ -148,6 +150,12 @@ impl KPath {
             read::<u64>(inode, off(&INODE_INO)).unwrap_or(0),
         )
     }
+}
+
+/// The current task's start time (monotonic nanoseconds).
+#[inline(always)]
+pub fn task_start_time() -> u64 {
+    read::<u64>(current_task(), off(&TASK_START_TIME)).unwrap_or(0)
 }
 
 /// The current task's `fs_struct`.

@@ -31,7 +31,7 @@ use aya_ebpf::{
         bpf_probe_read_user_str,
     },
     macros::{btf_tracepoint, map},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::BtfTracePointContext,
 };
 use kernel::{BPRM_FILE, BPRM_FILENAME, BPRM_INTERP, KPath, kptr, off};
@@ -64,9 +64,10 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 #[map]
 static SCRATCH: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
 
-/// Events whose path is read at their thread's next syscall, by thread id.
+/// Events whose path is read at their thread's next syscall, by thread id. A plain hash map:
+/// when it is full an insert fails and is counted, where an LRU map would evict silently.
 #[map]
-static PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(2048, 0);
+static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(2048, 0);
 
 const O_NOFOLLOW: u32 = 0o400000;
 const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
@@ -327,7 +328,7 @@ fn try_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
     // Nearly always nothing is pending: one array read.
     if *CONFIG.get(config::PENDING)? != 0 {
         // SAFETY: helper without arguments.
-        retry_pending(unsafe { bpf_get_current_pid_tgid() } as u32);
+        retry_pending(unsafe { bpf_get_current_pid_tgid() });
     }
     let nr: i64 = ctx.arg(1);
     if nr < 0 || nr >= i64::from(MAX_SYSCALL_NR) {
@@ -375,6 +376,7 @@ fn try_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
         finish_event(ev);
         let tid = ev.tid;
         scratch.user_path = user_path;
+        scratch.task_start = kernel::task_start_time();
         if PENDING.insert(&tid, &*scratch, 0).is_err() {
             count(stat::RETRY_LOST);
         } else {
@@ -389,12 +391,20 @@ fn try_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
 /// Sends the event a thread left pending on its previous syscall, now that the kernel has
 /// faulted its path in.
 #[inline(always)]
-fn retry_pending(tid: u32) {
+fn retry_pending(pid_tgid: u64) {
+    let tid = pid_tgid as u32;
     let Some(pending) = PENDING.get_ptr_mut(&tid) else {
         return;
     };
-    // SAFETY: the entry belongs to this thread, which is the one running.
+    // SAFETY: the entry is keyed by this thread's id, and only this thread's programs use it.
     let pending = unsafe { &mut *pending };
+    // A thread that died inside its syscall left the entry; a later one with its id must not
+    // read its own memory at that address and report it as the dead thread's path.
+    if !is_own(pending, pid_tgid) {
+        count(stat::RETRY_LOST);
+        drop_pending(tid);
+        return;
+    }
     let ev = &mut pending.event;
     if read_user_path(ev, pending.user_path).is_ok() {
         count(stat::RETRIED);
@@ -414,6 +424,16 @@ fn retry_pending(tid: u32) {
         send(ev);
     }
     drop_pending(tid);
+}
+
+/// Whether a pending entry was left by the running thread (and not by a dead one whose id it
+/// reuses).
+#[inline(always)]
+fn is_own(pending: &Pending, pid_tgid: u64) -> bool {
+    // SAFETY: helper without arguments.
+    pending.event.tgid == (pid_tgid >> 32) as u32
+        && pending.event.cgroup_id == unsafe { bpf_get_current_cgroup_id() }
+        && pending.task_start == kernel::task_start_time()
 }
 
 #[inline(always)]
@@ -453,7 +473,14 @@ fn try_exec(ctx: &BtfTracePointContext) -> Option<()> {
     // (When it was the exec's own path, this event reports the file run.)
     if *CONFIG.get(config::PENDING)? != 0 {
         // SAFETY: helper without arguments.
-        drop_pending(unsafe { bpf_get_current_pid_tgid() } as u32);
+        let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+        if let Some(pending) = PENDING.get_ptr(&(pid_tgid as u32)) {
+            // SAFETY: the entry is keyed by this thread's id; it is only read.
+            if !is_own(unsafe { &*pending }, pid_tgid) {
+                count(stat::RETRY_LOST);
+            }
+            drop_pending(pid_tgid as u32);
+        }
     }
     let scratch = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch slot, used by one program at a time on this CPU.

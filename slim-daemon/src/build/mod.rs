@@ -197,14 +197,7 @@ fn check_reports(
             ));
         }
         if !report.complete && !allow_incomplete {
-            let e = &report.events;
-            return Err(BuildError::Incomplete(
-                path.clone(),
-                format!(
-                    "{} events lost, {} paths unreadable, {} paths too long",
-                    e.lost, e.unreadable, e.truncated
-                ),
-            ));
+            return Err(BuildError::Incomplete(path.clone(), report.events.gaps()));
         }
     }
     Ok(())

@@ -57,10 +57,25 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
     let recording = observation.finish()?;
     step.done(observed(ending, code, &recording));
 
+    // The container's own mount table is the container's to change: its layer directories
+    // are used only when they are the ones the engine has for the image.
+    let engine_dirs = source::overlay2_layer_dirs(&image).ok();
     let layer_dirs = recording
         .mounts
         .as_ref()
-        .and_then(|m| session::image_layer_dirs(m, image.layer_count));
+        .and_then(|m| session::image_layer_dirs(m, image.layer_count))
+        .filter(|dirs| {
+            let same = engine_dirs
+                .as_ref()
+                .is_some_and(|engine| session::same_dirs(dirs, engine));
+            if !same {
+                ui.warn(
+                    "the container's mount table names layer directories the engine does not \
+                     have for its image; reading the image from the engine instead",
+                );
+            }
+            same
+        });
     let from_engine;
     let in_place;
     let files: &ImageFiles = match layer_dirs.map(|d| ImageFiles::from_layer_dirs(&d)) {
@@ -100,8 +115,8 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
     tracing::debug!(?stats, "resolution");
     if !report.complete {
         ui.warn(format!(
-            "the report is incomplete: {} events lost, {} paths unreadable, {} paths too long",
-            report.events.lost, report.events.unreadable, report.events.truncated
+            "the report is incomplete: {}",
+            report.events.gaps()
         ));
     }
     ui.result(format!(

@@ -1,5 +1,5 @@
 //! `slimd run`: run an image, observe it from its first instruction, build the slim image.
-use std::{collections::HashMap, path::Path, time::Duration};
+use std::{collections::HashMap, path::Path, sync::OnceLock, time::Duration};
 
 use anyhow::Context;
 
@@ -13,6 +13,7 @@ use crate::{
     runtime::{
         ContainerInfo, CreateSpec, Docker, ImageInfo, RuntimeError,
         cgroup::{self, Cgroup},
+        cleanup,
     },
     scenario::{self, Ending, Scenario},
     sensor::{FanotifySensor, Sensor, SensorError},
@@ -20,6 +21,8 @@ use crate::{
     ui::Ui,
 };
 
+/// The cgroup, below the unified root, that holds the cgroups slimd makes for its containers.
+const CGROUP_PARENT: &str = "slimd";
 /// How often to look for the container's root mount while it starts (fanotify).
 const MOUNT_POLL: Duration = Duration::from_millis(1);
 
@@ -30,6 +33,7 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         anyhow::bail!("--verify runs the slim image from the engine: drop --no-load");
     }
     let docker = Docker::connect().await?;
+    cleanup::stale_containers(&docker).await;
     let image = docker.image(&args.image).await?;
     if scenario.needs_ports() && image.exposed_ports.is_empty() {
         ui.warn(format!(
@@ -49,10 +53,11 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         ui.warn(fanotify_fallback(e))
     })?;
     let root = cgroup::unified_root()?;
-    let run_id = format!("{:x}{:x}", std::process::id(), rand_suffix());
+    cleanup::stale_cgroups(&root.join(CGROUP_PARENT));
+    let run_id = format!("{:x}-{:x}", std::process::id(), rand_suffix());
     // The container starts in a cgroup below one slimd made, so that the sensor can watch it
     // before its first instruction.
-    let parent_rel = format!("/slimd/{run_id}");
+    let parent_rel = format!("/{CGROUP_PARENT}/{run_id}");
     let parent = Cgroup::create(&root, parent_rel.as_ref())?;
     let name = format!("slimd-run-{run_id}");
     let spec = CreateSpec {
@@ -60,7 +65,10 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         name: name.clone(),
         cmd: (!args.cmd.is_empty()).then(|| args.cmd.clone()),
         cgroup_parent: Some(parent_rel.clone()),
-        labels: HashMap::from([("slimd.run".to_owned(), run_id.clone())]),
+        labels: HashMap::from([
+            ("slimd.run".to_owned(), run_id.clone()),
+            (cleanup::OWNER_LABEL.to_owned(), cleanup::owner()),
+        ]),
         publish: if scenario.needs_ports() {
             image.exposed_ports.clone()
         } else {
@@ -75,9 +83,13 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         spec: &spec,
         parent: &parent,
         scenario: &scenario,
+        created: OnceLock::new(),
     };
     let result = plan.run_and_build(sensor, rules).await;
-    if let Err(e) = docker.remove_container(&name).await {
+    // Only the container this run created is removed, by its id.
+    if let Some(id) = plan.created.get()
+        && let Err(e) = docker.remove_container(id).await
+    {
         ui.warn(format!("could not remove container {name}: {e}"));
     }
     if let Err(e) = parent.remove() {
@@ -99,22 +111,28 @@ async fn start_observed(
     spec: &CreateSpec,
     sensor: Sensor,
     parent: &Cgroup,
+    created: &OnceLock<String>,
 ) -> anyhow::Result<(String, Observation)> {
+    let create = async || -> anyhow::Result<String> {
+        let id = docker.create(spec).await?;
+        let _ = created.set(id.clone());
+        Ok(id)
+    };
     match sensor {
         Sensor::Ebpf(_) => {
             let mut sensor = sensor;
             let watch_id = sensor.watch_cgroup(parent, true)?;
-            let id = docker.create(spec).await?;
+            let id = create().await?;
             docker.start(&id).await?;
             Ok((id, Observation::new(sensor, watch_id, parent.clone())))
         }
         Sensor::Fanotify(mut fanotify) => {
-            let id = docker.create(spec).await?;
+            let id = create().await?;
             let merged = docker.container(&id).await?.merged_dir;
             // The root file system only exists once the engine mounts it, just before the
             // container's first process runs: mark it the moment it appears.
             let (started, marked) = tokio::join!(docker.start(&id), async {
-                mark_when_mounted(&mut fanotify, merged.as_deref(), parent.id).await
+                mark_when_mounted(&mut fanotify, merged.as_deref(), parent).await
             });
             started?;
             let container = docker.container(&id).await?;
@@ -125,7 +143,7 @@ async fn start_observed(
                         "it exited before it could be watched".into(),
                     )
                 })?;
-                fanotify.mark(Path::new(&format!("/proc/{pid}/root")), parent.id)?;
+                fanotify.mark(Path::new(&format!("/proc/{pid}/root")), parent)?;
             }
             // The container may already be gone: then there is nothing running to snapshot.
             let cgroup = container
@@ -144,7 +162,7 @@ async fn start_observed(
 async fn mark_when_mounted(
     fanotify: &mut FanotifySensor,
     merged: Option<&Path>,
-    watch_id: u64,
+    parent: &Cgroup,
 ) -> Result<bool, SensorError> {
     let Some(merged) = merged else {
         return Ok(false);
@@ -154,7 +172,7 @@ async fn mark_when_mounted(
             .map(|table| table.iter().any(|m| m.mount_point == merged))
             .unwrap_or(false);
         if mounted {
-            fanotify.mark(merged, watch_id)?;
+            fanotify.mark(merged, parent)?;
             return Ok(true);
         }
         tokio::time::sleep(MOUNT_POLL).await;
@@ -171,6 +189,8 @@ struct Plan<'a> {
     spec: &'a CreateSpec,
     parent: &'a Cgroup,
     scenario: &'a Scenario,
+    /// The id of the container this run created, once it did.
+    created: OnceLock<String>,
 }
 
 impl Plan<'_> {
@@ -185,7 +205,8 @@ impl Plan<'_> {
             ..
         } = *self;
         let step = ui.step(format!("start {}", args.image));
-        let (id, mut observation) = start_observed(docker, spec, sensor, parent).await?;
+        let (id, mut observation) =
+            start_observed(docker, spec, sensor, parent, &self.created).await?;
         step.done(format!("as {}", spec.name));
         let step = ui.step("observe");
         let container = docker.container(&id).await?;
@@ -219,7 +240,15 @@ impl Plan<'_> {
         ui.result(summary_line(&summary));
         if args.verify {
             let cmd = (!args.cmd.is_empty()).then(|| args.cmd.clone());
-            super::verify::compare(docker, &ui, &args.image, &summary.tag, cmd, scenario).await?;
+            let original = super::verify::Named {
+                name: args.image.clone(),
+                id: self.image.id.clone(),
+            };
+            let slim = super::verify::Named {
+                name: summary.tag.clone(),
+                id: summary.image_id.clone(),
+            };
+            super::verify::compare(docker, &ui, &original, &slim, cmd, scenario).await?;
         }
         Ok(())
     }
@@ -266,12 +295,10 @@ impl Plan<'_> {
         }
         if !report.complete && !args.allow_incomplete {
             anyhow::bail!(
-                "events were lost while observing ({} lost, {} unreadable, {} too long), so the slim \
-                 image could miss files; run again (with a larger --ring-buffer-kb if events were \
-                 lost), or pass --allow-incomplete",
-                report.events.lost,
-                report.events.unreadable,
-                report.events.truncated
+                "events were lost while observing ({}), so the slim image could miss files; run \
+                 again (with a larger --ring-buffer-kb if events were lost), or pass \
+                 --allow-incomplete",
+                report.events.gaps()
             );
         }
         let tag = args

@@ -10,24 +10,44 @@ use crate::{
 pub async fn execute(args: VerifyArgs, ui: Ui) -> anyhow::Result<()> {
     let scenario = args.scenario.scenario()?;
     let docker = Docker::connect().await?;
+    crate::runtime::cleanup::stale_containers(&docker).await;
     let cmd = (!args.cmd.is_empty()).then(|| args.cmd.clone());
-    compare(&docker, &ui, &args.original, &args.slim, cmd, &scenario).await
+    let original = Named::resolve(&docker, &args.original).await?;
+    let slim = Named::resolve(&docker, &args.slim).await?;
+    compare(&docker, &ui, &original, &slim, cmd, &scenario).await
+}
+
+/// An image by the name the user knows and the id that was resolved once: a tag that moves
+/// while slimd works does not change what is compared.
+pub struct Named {
+    pub name: String,
+    pub id: String,
+}
+
+impl Named {
+    async fn resolve(docker: &Docker, name: &str) -> anyhow::Result<Self> {
+        Ok(Named {
+            name: name.to_owned(),
+            id: docker.image(name).await?.id,
+        })
+    }
 }
 
 /// Runs both images and fails, naming every difference, unless they did the same.
 pub async fn compare(
     docker: &Docker,
     ui: &Ui,
-    original: &str,
-    slim: &str,
+    original: &Named,
+    slim: &Named,
     cmd: Option<Vec<String>>,
     scenario: &Scenario,
 ) -> anyhow::Result<()> {
-    let step = ui.step(format!("run {original}"));
-    let want = outcome_of(docker, original, cmd.clone(), scenario).await?;
+    let step = ui.step(format!("run {}", original.name));
+    let want = outcome_of(docker, &original.id, cmd.clone(), scenario).await?;
     step.done(format!("exit code {}", want.exit_code));
-    let step = ui.step(format!("run {slim}"));
-    let got = outcome_of(docker, slim, cmd, scenario).await?;
+    let step = ui.step(format!("run {}", slim.name));
+    let got = outcome_of(docker, &slim.id, cmd, scenario).await?;
+    let (original, slim) = (&original.name, &slim.name);
     step.done(format!("exit code {}", got.exit_code));
     let found = differences(&want, &got);
     if found.is_empty() {

@@ -24,7 +24,7 @@ pub enum ReportError {
     #[error(
         "{0} has report schema version {1}, but this slimd reads version {SCHEMA_VERSION}; re-record it with this slimd"
     )]
-    Version(PathBuf, u32),
+    Version(PathBuf, u64),
     #[error("cannot write report {0}: {1}")]
     Write(PathBuf, std::io::Error),
     #[error(
@@ -96,25 +96,55 @@ pub struct EventCounts {
     /// Paths whose memory was only readable at their thread's next syscall (not a loss).
     #[serde(default)]
     pub read_on_exit: u64,
+    /// Distinct accesses beyond what one observation keeps (`MAX_ACCESSES`): not recorded.
+    #[serde(default)]
+    pub over_limit: u64,
 }
+
+/// Entries of `lost_per_cpu` a merge keeps.
+const MAX_CPUS: usize = 8192;
 
 impl EventCounts {
     pub fn is_complete(&self) -> bool {
-        self.lost == 0 && self.unreadable == 0 && self.truncated == 0
+        self.lost == 0 && self.unreadable == 0 && self.truncated == 0 && self.over_limit == 0
     }
 
+    /// Why the report may miss paths, for people to read.
+    pub fn gaps(&self) -> String {
+        let mut gaps = vec![
+            format!("{} events lost", self.lost),
+            format!("{} paths unreadable", self.unreadable),
+            format!("{} paths too long", self.truncated),
+        ];
+        if self.over_limit > 0 {
+            gaps.push(format!(
+                "{} distinct paths beyond the limit of {}",
+                self.over_limit,
+                crate::session::MAX_ACCESSES
+            ));
+        }
+        gaps.join(", ")
+    }
+
+    /// Sums the counts (saturating: reports are input, and a count cannot wrap to zero).
     fn add(&mut self, other: &EventCounts) {
-        self.received += other.received;
-        self.deduplicated += other.deduplicated;
-        self.lost += other.lost;
-        self.unreadable += other.unreadable;
-        self.truncated += other.truncated;
-        self.read_on_exit += other.read_on_exit;
+        for (mine, theirs) in [
+            (&mut self.received, other.received),
+            (&mut self.deduplicated, other.deduplicated),
+            (&mut self.lost, other.lost),
+            (&mut self.unreadable, other.unreadable),
+            (&mut self.truncated, other.truncated),
+            (&mut self.read_on_exit, other.read_on_exit),
+            (&mut self.over_limit, other.over_limit),
+        ] {
+            *mine = mine.saturating_add(theirs);
+        }
         if self.lost_per_cpu.len() < other.lost_per_cpu.len() {
-            self.lost_per_cpu.resize(other.lost_per_cpu.len(), 0);
+            self.lost_per_cpu
+                .resize(other.lost_per_cpu.len().min(MAX_CPUS), 0);
         }
         for (a, b) in self.lost_per_cpu.iter_mut().zip(&other.lost_per_cpu) {
-            *a += b;
+            *a = a.saturating_add(*b);
         }
     }
 }
@@ -175,7 +205,7 @@ impl AccessReport {
                 ReportError::NotAReport(path.to_path_buf(), "it has no schema_version".into())
             })?;
         if version != u64::from(SCHEMA_VERSION) {
-            return Err(ReportError::Version(path.to_path_buf(), version as u32));
+            return Err(ReportError::Version(path.to_path_buf(), version));
         }
         serde_json::from_value(value)
             .map_err(|e| ReportError::NotAReport(path.to_path_buf(), e.to_string()))

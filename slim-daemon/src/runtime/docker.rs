@@ -7,8 +7,8 @@ use bollard::{
     exec::{CreateExecOptions, StartExecResults},
     models::{ContainerCreateBody, HostConfig, PortBinding},
     query_parameters::{
-        CreateContainerOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
-        StopContainerOptions, WaitContainerOptions,
+        CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+        RemoveImageOptions, StopContainerOptions, WaitContainerOptions,
     },
 };
 use futures_util::{StreamExt, TryStreamExt};
@@ -102,8 +102,19 @@ pub struct CreateSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecOutput {
     pub exit_code: i64,
+    /// The first [`MAX_CAPTURE`] bytes of each.
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+}
+
+/// Bytes of one output stream (a container's, a command's, an HTTP body) kept in memory: a
+/// container that writes without end costs slimd no more than this.
+pub const MAX_CAPTURE: usize = 16 << 20;
+
+/// Appends what fits of `chunk` under [`MAX_CAPTURE`]; the rest is dropped.
+pub fn capture(buf: &mut Vec<u8>, chunk: &[u8]) {
+    let room = MAX_CAPTURE.saturating_sub(buf.len());
+    buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
 }
 
 /// Published ports are bound to loopback only: slimd never reaches a container otherwise.
@@ -276,6 +287,28 @@ impl Docker {
         })
     }
 
+    /// Every container (running or not) that carries the label `key`: its id and the label's
+    /// value.
+    pub async fn containers_labelled(&self, key: &str) -> Result<Vec<(String, String)>> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_owned(), vec![key.to_owned()])])),
+            ..Default::default()
+        };
+        let list = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.api("listing containers", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let value = c.labels?.get(key)?.clone();
+                Some((c.id?, value))
+            })
+            .collect())
+    }
+
     /// Whether an image (by reference or id) exists.
     pub async fn image_exists(&self, reference: &str) -> Result<bool> {
         match self.image(reference).await {
@@ -420,8 +453,8 @@ impl Docker {
         {
             while let Some(chunk) = output.next().await {
                 match chunk.map_err(|e| self.api(&doing, e))? {
-                    LogOutput::StdOut { message } => out.stdout.extend_from_slice(&message),
-                    LogOutput::StdErr { message } => out.stderr.extend_from_slice(&message),
+                    LogOutput::StdOut { message } => capture(&mut out.stdout, &message),
+                    LogOutput::StdErr { message } => capture(&mut out.stderr, &message),
                     _ => {}
                 }
             }
@@ -435,7 +468,8 @@ impl Docker {
         Ok(out)
     }
 
-    /// What the container wrote to its standard output and standard error so far.
+    /// What the container wrote to its standard output and standard error so far (the first
+    /// [`MAX_CAPTURE`] bytes of each).
     pub async fn output(&self, id: &str) -> Result<(Vec<u8>, Vec<u8>)> {
         let options = LogsOptions {
             stdout: true,
@@ -446,8 +480,8 @@ impl Docker {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         while let Some(chunk) = stream.next().await {
             match chunk.map_err(|e| self.api(&format!("reading the output of {id}"), e))? {
-                LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
-                LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                LogOutput::StdOut { message } => capture(&mut stdout, &message),
+                LogOutput::StdErr { message } => capture(&mut stderr, &message),
                 _ => {}
             }
         }

@@ -46,7 +46,7 @@ pub enum SensorError {
 }
 
 /// Kernel struct member offsets the programs need, by the name of their global.
-const OFFSETS: [(&str, &str, &str); 29] = [
+const OFFSETS: [(&str, &str, &str); 30] = [
     // The syscall arguments in the saved registers, in the x86_64 ABI's order.
     ("ARG0", "pt_regs", "di"),
     ("ARG1", "pt_regs", "si"),
@@ -55,6 +55,7 @@ const OFFSETS: [(&str, &str, &str); 29] = [
     ("ARG4", "pt_regs", "r8"),
     ("ARG5", "pt_regs", "r9"),
     ("TASK_FS", "task_struct", "fs"),
+    ("TASK_START_TIME", "task_struct", "start_time"),
     ("TASK_FILES", "task_struct", "files"),
     ("FS_ROOT", "fs_struct", "root"),
     ("FS_PWD", "fs_struct", "pwd"),

@@ -4,19 +4,24 @@
 //! It cannot see stat or access calls, the symlinks a path went through, or files on other
 //! mounts (`/dev`, `/proc`, bind mounts, volumes); the report says so.
 use std::{
+    collections::HashMap,
     ffi::CString,
     io,
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd},
         unix::ffi::OsStrExt,
     },
-    path::Path,
+    path::{Path, PathBuf},
     time::Instant,
 };
 
 use tokio::io::unix::AsyncFd;
 
 use super::{Access, AccessOp, SensorCounters, SensorError, ebpf::SensorEvent};
+use crate::runtime::cgroup::{self, Cgroup};
+
+/// Processes whose cgroup verdict is remembered; the memory is cleared when it is full.
+const VERDICT_CACHE: usize = 4096;
 
 const EVENTS: u64 = libc::FAN_OPEN | libc::FAN_OPEN_EXEC | libc::FAN_ONDIR;
 const METADATA_LEN: usize = size_of::<libc::fanotify_event_metadata>();
@@ -24,6 +29,14 @@ const METADATA_LEN: usize = size_of::<libc::fanotify_event_metadata>();
 pub struct FanotifySensor {
     fd: AsyncFd<OwnedFd>,
     watch_id: u64,
+    /// The watched cgroup's directory: a file system mark sees every process that opens a
+    /// file there, the host's included, and only this cgroup's subtree counts.
+    cgroup_dir: PathBuf,
+    unified_root: PathBuf,
+    /// pid → whether it is in the watched subtree.
+    verdicts: HashMap<u32, bool>,
+    /// Events of processes outside the watched cgroups, not recorded.
+    pub others: u64,
     started: Instant,
     overflows: u64,
     buf: Vec<u8>,
@@ -54,6 +67,10 @@ impl FanotifySensor {
         Ok(FanotifySensor {
             fd,
             watch_id: 0,
+            cgroup_dir: PathBuf::new(),
+            unified_root: cgroup::unified_root().map_err(|e| SensorError::Load(e.to_string()))?,
+            verdicts: HashMap::new(),
+            others: 0,
             started: Instant::now(),
             overflows: 0,
             buf: vec![0; 64 << 10],
@@ -61,8 +78,9 @@ impl FanotifySensor {
     }
 
     /// Watches the file system that `root` is on (the container's root: `/proc/<pid>/root`
-    /// or its overlay's merged directory); events carry `watch_id`.
-    pub fn mark(&mut self, root: &Path, watch_id: u64) -> Result<(), SensorError> {
+    /// or its overlay's merged directory) for the processes of `cgroup` and below it; events
+    /// carry the cgroup's id.
+    pub fn mark(&mut self, root: &Path, cgroup: &Cgroup) -> Result<(), SensorError> {
         let path = CString::new(root.as_os_str().as_bytes())
             .map_err(|_| SensorError::Load(format!("{} holds a NUL byte", root.display())))?;
         // SAFETY: a valid fd and a NUL-terminated path.
@@ -81,9 +99,28 @@ impl FanotifySensor {
                 io::Error::last_os_error().to_string(),
             ));
         }
-        self.watch_id = watch_id;
+        self.watch_id = cgroup.id;
+        self.cgroup_dir = cgroup.dir.clone();
         self.started = Instant::now();
         Ok(())
+    }
+
+    /// Whether a process belongs to the watched cgroup subtree. A process that is gone before
+    /// it can be asked is taken to belong (the container's short-lived processes are the
+    /// likely ones).
+    fn is_watched(&mut self, pid: u32) -> bool {
+        if let Some(&verdict) = self.verdicts.get(&pid) {
+            return verdict;
+        }
+        let verdict = match Cgroup::of_process(&self.unified_root, pid) {
+            Ok(c) => c.dir.starts_with(&self.cgroup_dir),
+            Err(_) => true,
+        };
+        if self.verdicts.len() >= VERDICT_CACHE {
+            self.verdicts.clear();
+        }
+        self.verdicts.insert(pid, verdict);
+        verdict
     }
 
     pub async fn next_batch(&mut self, out: &mut Vec<SensorEvent>) -> Result<(), SensorError> {
@@ -129,6 +166,10 @@ impl FanotifySensor {
                 }
                 // SAFETY: the event's fd is ours to close.
                 let file = unsafe { OwnedFd::from_raw_fd(meta.fd) };
+                if !self.is_watched(meta.pid.max(0) as u32) {
+                    self.others += 1;
+                    continue;
+                }
                 if let Some(access) = self.access(&meta, &file) {
                     out.push(SensorEvent {
                         watch_id: self.watch_id,

@@ -87,11 +87,12 @@ impl Sensor {
         }
     }
 
-    /// Watches a running container: its cgroup (eBPF) or its root file system (fanotify).
+    /// Watches a running container: its cgroup and every cgroup below it (eBPF), or its root
+    /// file system, for the processes of that cgroup subtree (fanotify).
     pub fn watch_container(&mut self, cgroup: &Cgroup, root: &Path) -> Result<u64, SensorError> {
         match self {
-            Sensor::Ebpf(s) => s.watch(cgroup, false).map(|()| cgroup.id),
-            Sensor::Fanotify(s) => s.mark(root, cgroup.id).map(|()| cgroup.id),
+            Sensor::Ebpf(s) => s.watch(cgroup, true).map(|()| cgroup.id),
+            Sensor::Fanotify(s) => s.mark(root, cgroup).map(|()| cgroup.id),
         }
     }
 
