@@ -5,11 +5,19 @@
 //! missing prerequisite into a failure. Under a plain `cargo test` such a test prints why it
 //! is skipped and returns.
 use std::{
+    io::Read,
     path::PathBuf,
     process::{Command, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 pub use xtask::images;
+
+pub mod crafted;
 
 /// What an end-to-end test needs, checked once per test.
 pub struct E2e {
@@ -89,6 +97,34 @@ impl Run {
     }
 }
 
+/// The command failed with exactly one error line, which mentions `expected`.
+#[track_caller]
+pub fn assert_one_line_error(out: &Run, expected: &str) {
+    assert!(
+        matches!(out.code, Some(c) if c != 0),
+        "exit code {:?}; stderr:\n{}",
+        out.code,
+        out.stderr
+    );
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("slimd: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "want one error line, got:\n{}", out.stderr);
+    assert_eq!(
+        out.stderr.lines().last(),
+        Some(errors[0]),
+        "output after the error:\n{}",
+        out.stderr
+    );
+    assert!(
+        errors[0].contains(expected),
+        "{:?} does not mention {expected:?}",
+        errors[0]
+    );
+}
+
 pub fn run(cmd: &mut Command) -> Run {
     cmd.stdin(Stdio::null())
         .output()
@@ -96,7 +132,97 @@ pub fn run(cmd: &mut Command) -> Run {
         .into()
 }
 
+/// What a command cost, by the kernel's own accounting of the process.
+#[derive(Debug)]
+pub struct Measured {
+    pub run: Run,
+    /// Peak resident memory in MiB (`ru_maxrss`).
+    pub max_rss_mib: u64,
+    pub wall: Duration,
+}
+
+impl Measured {
+    /// Panics, with everything the command printed, unless it succeeded.
+    #[track_caller]
+    pub fn ok(self, what: &str) -> Self {
+        Measured {
+            run: self.run.ok(what),
+            ..self
+        }
+    }
+}
+
+/// Runs a command; kills it and panics if it is still running after `limit` (a hang, not a
+/// slow run: the limit is far above any honest duration).
+pub fn measured(cmd: &mut Command, limit: Duration) -> Measured {
+    let started = Instant::now();
+    // Reaped below with wait4, which also reports the child's peak memory.
+    #[allow(clippy::zombie_processes)]
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = child.id() as libc::pid_t;
+    let read = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = pipe.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().expect("piped")));
+    let stderr = read(Box::new(child.stderr.take().expect("piped")));
+    let done = Arc::new(AtomicBool::new(false));
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let (done, timed_out) = (done.clone(), timed_out.clone());
+        std::thread::spawn(move || {
+            while started.elapsed() < limit {
+                if done.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            timed_out.store(true, Ordering::SeqCst);
+            // SAFETY: plain syscall; the child is not reaped until wait4 below returns.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        })
+    };
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it in for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, which nothing else reaps.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    done.store(true, Ordering::SeqCst);
+    watchdog.join().expect("watchdog");
+    let run = Run {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    assert!(
+        !timed_out.load(Ordering::SeqCst),
+        "{cmd:?} still ran after {limit:?} and was killed\nstderr:\n{}",
+        run.stderr
+    );
+    Measured {
+        run,
+        max_rss_mib: usage.ru_maxrss as u64 / 1024,
+        wall: started.elapsed(),
+    }
+}
+
 impl E2e {
+    /// `slimd <args>` with `env` set, measured (see [`measured`]).
+    pub fn slimd_measured(&self, args: &[&str], env: &[(&str, &str)]) -> Measured {
+        let mut cmd = Command::new(&self.slimd);
+        cmd.args(args).envs(env.iter().copied());
+        measured(&mut cmd, Duration::from_secs(180))
+    }
+
     pub fn slimd(&self, args: &[&str]) -> Run {
         run(Command::new(&self.slimd).args(args))
     }

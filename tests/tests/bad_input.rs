@@ -2,35 +2,9 @@
 use std::{fs, path::Path, process::Command};
 
 use serde_json::Value;
-use tests::{ContainerGuard, E2e, Run, TagGuard, docker, e2e, image_exists, images, run};
-
-/// The command failed with exactly one error line, which mentions `expected`.
-#[track_caller]
-fn assert_one_line_error(out: &Run, expected: &str) {
-    assert!(
-        matches!(out.code, Some(c) if c != 0),
-        "exit code {:?}; stderr:\n{}",
-        out.code,
-        out.stderr
-    );
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("slimd: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "want one error line, got:\n{}", out.stderr);
-    assert_eq!(
-        out.stderr.lines().last(),
-        Some(errors[0]),
-        "output after the error:\n{}",
-        out.stderr
-    );
-    assert!(
-        errors[0].contains(expected),
-        "{:?} does not mention {expected:?}",
-        errors[0]
-    );
-}
+use tests::{
+    ContainerGuard, E2e, TagGuard, assert_one_line_error, docker, e2e, image_exists, images, run,
+};
 
 /// A report of the busybox image; `test` keeps the slim image's tag apart from other tests'.
 fn busybox_report(env: &E2e, dir: &Path, test: &str) -> String {

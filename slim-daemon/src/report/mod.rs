@@ -14,6 +14,8 @@ use crate::fsutil;
 
 /// The schema version this slimd writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
+/// A report larger than this is refused (one of a million paths takes about 300 MB).
+const MAX_REPORT_BYTES: u64 = 512 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -195,20 +197,31 @@ impl AccessReport {
     }
 
     pub fn read(path: &Path) -> Result<Self, ReportError> {
-        let text = std::fs::read(path).map_err(|e| ReportError::Read(path.to_path_buf(), e))?;
-        let value: serde_json::Value = serde_json::from_slice(&text)
-            .map_err(|e| ReportError::NotAReport(path.to_path_buf(), format!("not JSON ({e})")))?;
-        let version = value
-            .get("schema_version")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| {
-                ReportError::NotAReport(path.to_path_buf(), "it has no schema_version".into())
-            })?;
-        if version != u64::from(SCHEMA_VERSION) {
-            return Err(ReportError::Version(path.to_path_buf(), version));
+        let text = fsutil::open_regular(path)
+            .and_then(|f| fsutil::read_bounded(f, MAX_REPORT_BYTES, "the report"))
+            .map_err(|e| ReportError::Read(path.to_path_buf(), e))?;
+        Self::from_slice(&text, path)
+    }
+
+    /// Parses a report; `source` names it in errors.
+    pub fn from_slice(text: &[u8], source: &Path) -> Result<Self, ReportError> {
+        let bad = |msg: String| ReportError::NotAReport(source.to_path_buf(), msg);
+        /// The version alone, read first: every other field is skipped, not stored.
+        #[derive(Deserialize)]
+        struct Versioned {
+            schema_version: Option<serde_json::Value>,
         }
-        serde_json::from_value(value)
-            .map_err(|e| ReportError::NotAReport(path.to_path_buf(), e.to_string()))
+        let versioned: Versioned =
+            serde_json::from_slice(text).map_err(|e| bad(format!("not JSON ({e})")))?;
+        let version = versioned
+            .schema_version
+            .as_ref()
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| bad("it has no schema_version".into()))?;
+        if version != u64::from(SCHEMA_VERSION) {
+            return Err(ReportError::Version(source.to_path_buf(), version));
+        }
+        serde_json::from_slice(text).map_err(|e| bad(e.to_string()))
     }
 
     /// Writes the report atomically: a reader sees the old file or the whole new one.

@@ -478,10 +478,21 @@ impl Docker {
         };
         let mut stream = self.client.logs(id, Some(options));
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        while let Some(chunk) = stream.next().await {
+        // Once both could be full, the rest is not read at all (dropping the stream closes
+        // it): a container that logs without end costs neither memory nor time.
+        let mut seen = 0usize;
+        while seen < 2 * MAX_CAPTURE
+            && let Some(chunk) = stream.next().await
+        {
             match chunk.map_err(|e| self.api(&format!("reading the output of {id}"), e))? {
-                LogOutput::StdOut { message } => capture(&mut stdout, &message),
-                LogOutput::StdErr { message } => capture(&mut stderr, &message),
+                LogOutput::StdOut { message } => {
+                    seen += message.len();
+                    capture(&mut stdout, &message)
+                }
+                LogOutput::StdErr { message } => {
+                    seen += message.len();
+                    capture(&mut stderr, &message)
+                }
                 _ => {}
             }
         }
