@@ -1,6 +1,7 @@
 //! Developer and CI tasks, also used as a library by the end-to-end tests.
 pub mod bench;
 pub mod ebpf;
+pub mod fuzz;
 pub mod images;
 pub mod setup;
 
@@ -33,4 +34,13 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a command, inheriting the terminal; an error unless it succeeds.
+pub fn run_checked(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use xtask::{bench, ebpf, images, setup, workspace_root};
+use xtask::{bench, ebpf, fuzz, images, run_checked as run, setup, workspace_root};
 
 #[derive(Parser)]
 #[command(about = "slimd developer and CI tasks")]
@@ -18,12 +18,24 @@ struct Cli {
 enum Task {
     /// Set up what is missing, then slim the built-in sample image and show the result.
     Demo,
-    /// Set up what is missing, then run the whole test suite against the real engine and kernel.
+    /// Set up what is missing, then run the whole test suite against the real engine and
+    /// kernel, and a short run of every fuzz target.
     Test {
+        /// Skip the fuzz targets' short run.
+        #[arg(long)]
+        no_fuzz: bool,
         /// Arguments passed on to `cargo test` (`--test fidelity`, a name filter,
-        /// `-- --nocapture`, ...).
+        /// `-- --nocapture`, ...); with any, the fuzz targets are not run.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Fuzz slimd's parsers of hostile input (cargo-fuzz, nightly).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Targets (default: all).
+        targets: Vec<String>,
     },
     /// Measure sensor overhead against bare and strace runs, and sensor capacity.
     Bench {
@@ -47,6 +59,9 @@ enum Task {
     CheckEbpf,
 }
 
+/// Seconds each fuzz target runs as part of the test suite.
+const FUZZ_SMOKE_SECS: u64 = 15;
+
 /// The sample workload of the demo: ACCEPTANCE.md's python case.
 const DEMO_CMD: [&str; 3] = [
     "python3",
@@ -68,7 +83,14 @@ fn execute(task: Task) -> anyhow::Result<()> {
     let root = workspace_root();
     match task {
         Task::Demo => demo(&root),
-        Task::Test { args } => test(&root, &args),
+        Task::Test { no_fuzz, args } => {
+            test(&root, &args)?;
+            if no_fuzz || !args.is_empty() {
+                return Ok(());
+            }
+            fuzz::run(&root, &[], FUZZ_SMOKE_SECS)
+        }
+        Task::Fuzz { seconds, targets } => fuzz::run(&root, &targets, seconds),
         Task::Bench {
             mut sections,
             rounds,
@@ -113,14 +135,6 @@ fn cargo_build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
     Ok(target
         .join(if release { "release" } else { "debug" })
         .join("slimd"))
-}
-
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
 }
 
 fn demo(root: &Path) -> anyhow::Result<()> {

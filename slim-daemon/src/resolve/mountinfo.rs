@@ -56,17 +56,20 @@ fn parse_line(line: &str) -> Option<Mount> {
     })
 }
 
-/// Undoes the kernel's octal escapes (`\040` for a space, and so on).
+/// Undoes the kernel's octal escapes (`\040` for a space, and so on); anything else, an
+/// escape beyond a byte (`\777`) included, stays as written.
 fn unescape(field: &str) -> Vec<u8> {
     let b = field.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0')))
+            .and_then(|v| u8::try_from(v).ok());
+        if let Some(byte) = octal {
+            out.push(byte);
             i += 4;
         } else {
             out.push(b[i]);
@@ -187,6 +190,13 @@ mod tests {
         assert!(m.others.contains(Path::new("/etc/hostname")));
         assert!(m.others.contains(Path::new("/mnt/my data")));
         assert!(!m.others.contains(Path::new("/")));
+    }
+
+    #[test]
+    fn escapes_beyond_a_byte_stay_as_written() {
+        assert_eq!(unescape("a\\040b"), b"a b");
+        assert_eq!(unescape("a\\440b"), b"a\\440b");
+        assert_eq!(unescape("end\\04"), b"end\\04");
     }
 
     #[test]
