@@ -16,7 +16,7 @@ use crate::{
         mountinfo::{self, ContainerMounts},
     },
     runtime::cgroup::Cgroup,
-    sensor::{Access, AccessKey, AccessOp, Sensor, SensorError, SensorEvent},
+    sensor::{Access, AccessKey, AccessOp, FirstUse, Sensor, SensorError, SensorEvent},
 };
 
 /// Distinct accesses one observation keeps. A container that names millions of distinct
@@ -35,7 +35,7 @@ pub struct Observation {
     watch_id: u64,
     /// The watched container's cgroup (or the parent it will start in).
     cgroup: Cgroup,
-    accesses: HashMap<AccessKey, Access>,
+    accesses: HashMap<AccessKey, FirstUse>,
     received: u64,
     /// Distinct accesses not kept (beyond `MAX_ACCESSES`).
     over_limit: u64,
@@ -133,24 +133,23 @@ impl Observation {
     }
 
     fn absorb(&mut self) {
-        let batch = std::mem::take(&mut self.batch);
-        for event in &batch {
+        let mut batch = std::mem::take(&mut self.batch);
+        for event in batch.drain(..) {
             if event.watch_id != self.watch_id {
                 continue;
             }
             self.received += 1;
-            if let Some(access) = &event.access {
+            if let Some(access) = event.access {
                 self.learn_mounts_from(access.pid);
-                self.keep(access.clone());
+                self.keep(access);
             }
         }
         self.batch = batch;
-        self.batch.clear();
     }
 
     /// Keeps an access unless it is known, or there is no room for more.
     fn keep(&mut self, access: Access) {
-        let key = access.key();
+        let (key, first) = access.into_parts();
         if self.accesses.contains_key(&key) {
             return;
         }
@@ -158,7 +157,7 @@ impl Observation {
             self.over_limit += 1;
             return;
         }
-        self.accesses.insert(key, access);
+        self.accesses.insert(key, first);
     }
 
     /// Stops watching (the sensor is unloaded) and returns what was recorded.
@@ -166,7 +165,11 @@ impl Observation {
         self.drain();
         let counters = self.sensor.counters()?;
         let problems = self.sensor.problems();
-        let mut accesses: Vec<Access> = self.accesses.into_values().collect();
+        let mut accesses: Vec<Access> = self
+            .accesses
+            .into_iter()
+            .map(|(key, first)| Access::from_parts(key, first))
+            .collect();
         accesses.sort_by_key(|a| a.at_ms);
         Ok(Recording {
             sensor: SensorInfo {

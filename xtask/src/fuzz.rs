@@ -46,8 +46,10 @@ fn ensure_cargo_fuzz() -> anyhow::Result<()> {
     .context("installing cargo-fuzz (needs the nightly toolchain as well)")
 }
 
-/// Runs each target (all when `targets` is empty) for `seconds`.
-pub fn run(root: &Path, targets: &[String], seconds: u64) -> anyhow::Result<()> {
+/// Runs each target (all when `targets` is empty) for `seconds`. With `grow_corpus`, new
+/// inputs that reach new code are added to the committed corpus; otherwise they are kept in a
+/// temporary directory and dropped.
+pub fn run(root: &Path, targets: &[String], seconds: u64, grow_corpus: bool) -> anyhow::Result<()> {
     ensure_cargo_fuzz()?;
     let dir = root.join("slim-daemon/fuzz");
     let targets: Vec<&str> = if targets.is_empty() {
@@ -67,6 +69,12 @@ pub fn run(root: &Path, targets: &[String], seconds: u64) -> anyhow::Result<()> 
         let regressions = dir.join("regressions").join(target);
         std::fs::create_dir_all(&corpus)?;
         std::fs::create_dir_all(&regressions)?;
+        // libFuzzer adds what it finds to the first directory it is given.
+        let scratch = tempfile::tempdir()?;
+        let mut dirs = vec![corpus.as_path(), regressions.as_path()];
+        if !grow_corpus {
+            dirs.insert(0, scratch.path());
+        }
         eprintln!("fuzzing {target} for {seconds} s");
         let status = Command::new("cargo")
             .current_dir(root.join("slim-daemon"))
@@ -80,8 +88,7 @@ pub fn run(root: &Path, targets: &[String], seconds: u64) -> anyhow::Result<()> 
             ])
             .arg(root.join("target/fuzz"))
             .arg(target)
-            .arg(&corpus)
-            .arg(&regressions)
+            .args(&dirs)
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .args(["-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1"])

@@ -88,9 +88,9 @@ fn execute(task: Task) -> anyhow::Result<()> {
             if no_fuzz || !args.is_empty() {
                 return Ok(());
             }
-            fuzz::run(&root, &[], FUZZ_SMOKE_SECS)
+            fuzz::run(&root, &[], FUZZ_SMOKE_SECS, false)
         }
-        Task::Fuzz { seconds, targets } => fuzz::run(&root, &targets, seconds),
+        Task::Fuzz { seconds, targets } => fuzz::run(&root, &targets, seconds, true),
         Task::Bench {
             mut sections,
             rounds,

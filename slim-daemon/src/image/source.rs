@@ -28,6 +28,9 @@ use crate::runtime::{Docker, ImageInfo, RuntimeError};
 /// a gzip bomb fills no disk.
 const DEFAULT_MAX_IMAGE_BYTES: u64 = 64 << 30;
 
+/// An image config larger than this is not read.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 fn max_image_bytes() -> u64 {
     std::env::var("SLIMD_MAX_IMAGE_BYTES")
         .ok()
@@ -450,7 +453,9 @@ fn config_from_store(root: &Path, driver: &str, id: &str) -> Result<Vec<u8>, Str
         .join(driver)
         .join("imagedb/content/sha256")
         .join(hex);
-    let config = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = crate::fsutil::open_regular(&path)
+        .and_then(|f| crate::fsutil::read_bounded(f, MAX_CONFIG_BYTES, "the image config"))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     if format!("{:x}", Sha256::digest(&config)) != hex {
         return Err(format!("{} does not hash to the image id", path.display()));
     }

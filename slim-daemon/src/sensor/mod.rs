@@ -166,20 +166,53 @@ pub struct AccessKey {
     path_only: bool,
 }
 
+/// The rest of an access: who made it first, and when. Kept apart from the key so that a
+/// stored access holds its path once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirstUse {
+    flags: u32,
+    pid: u32,
+    comm: Box<str>,
+    at_ms: u64,
+}
+
 const O_PATH: u32 = 0o10_000_000;
 
 impl Access {
-    pub fn key(&self) -> AccessKey {
-        AccessKey {
-            op: self.op,
-            path: self.path.clone(),
-            dir: if self.path.first() == Some(&b'/') {
-                None
-            } else {
-                self.dir.clone()
+    pub fn into_parts(self) -> (AccessKey, FirstUse) {
+        let path_only = self.op == AccessOp::Open && self.flags & O_PATH != 0;
+        let dir = if self.path.first() == Some(&b'/') {
+            None
+        } else {
+            self.dir
+        };
+        (
+            AccessKey {
+                op: self.op,
+                path: self.path,
+                dir,
+                nofollow: self.nofollow,
+                path_only,
             },
-            nofollow: self.nofollow,
-            path_only: self.op == AccessOp::Open && self.flags & O_PATH != 0,
+            FirstUse {
+                flags: self.flags,
+                pid: self.pid,
+                comm: self.comm.into_boxed_str(),
+                at_ms: self.at_ms,
+            },
+        )
+    }
+
+    pub fn from_parts(key: AccessKey, first: FirstUse) -> Self {
+        Access {
+            op: key.op,
+            path: key.path,
+            dir: key.dir,
+            nofollow: key.nofollow,
+            flags: first.flags,
+            pid: first.pid,
+            comm: first.comm.into_string(),
+            at_ms: first.at_ms,
         }
     }
 }
