@@ -54,10 +54,18 @@ fn missing_images() {
 
     let out = env.slimd(&["run", "slimd-e2e/no-such-image:1"]);
     assert_one_line_error(&out, "no such image");
-    let leftovers = docker(&["ps", "-aq", "--filter", "label=slimd.run"]).ok("docker ps");
-    assert_eq!(
-        leftovers.stdout.trim(),
-        "",
+    // Other tests' runs may be under way: only a container of this image would be this one's.
+    let leftovers = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=slimd.run",
+        "--format",
+        "{{.Image}}",
+    ])
+    .ok("docker ps");
+    assert!(
+        !leftovers.stdout.contains("no-such-image"),
         "slimd run left containers behind"
     );
 }
@@ -161,4 +169,33 @@ fn no_engine_and_no_root() {
         "run slimd as root",
     );
     assert!(!report.exists());
+}
+
+#[test]
+fn values_out_of_range() {
+    let Some(env) = e2e("values_out_of_range") else {
+        return;
+    };
+    let image = images::busybox().expect("test image");
+    for (option, value) in [
+        ("--duration", "inf"),
+        ("--duration", "nan"),
+        ("--duration", "-0.5"),
+        ("--continue-after", "1e300"),
+    ] {
+        let out = env.slimd(&["run", &format!("{option}={value}"), image, "--", "true"]);
+        assert_eq!(out.code, Some(2), "{option} {value}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("error: invalid value"),
+            "{option} {value}: {}",
+            out.stderr
+        );
+    }
+    let tag = TagGuard::new("epoch");
+    let out = run(std::process::Command::new(&env.slimd)
+        .env("SOURCE_DATE_EPOCH", "300000000000")
+        .args(["run", "--tag", tag.as_str(), image, "--", "true"]));
+    // Refused before a container is made.
+    assert_one_line_error(&out, "SOURCE_DATE_EPOCH=300000000000");
+    assert!(!image_exists(tag.as_str()));
 }

@@ -647,3 +647,98 @@ fn containers_that_flood_slimd() {
         m.max_rss_mib
     );
 }
+
+#[test]
+fn a_hard_link_keeps_its_own_file_when_a_later_layer_replaces_its_partner() {
+    let Some(env) = e2e("a_hard_link_keeps_its_own_file_when_a_later_layer_replaces_its_partner")
+    else {
+        return;
+    };
+    let base = images::APPS.ensure().expect("test image");
+    // Debian's /usr/bin/perl and /usr/bin/perl5.36.0 are one file; a later layer replaces
+    // /usr/bin/perl and leaves perl5.36.0 alone.
+    let image = images::derived(
+        "slimd-e2e/relinked:1",
+        &format!(
+            "FROM {base}\n\
+             RUN [ \"$(stat -c %i /usr/bin/perl)\" = \"$(stat -c %i /usr/bin/perl5.36.0)\" ] \\\n\
+              && printf '#!/bin/sh\\necho replaced\\n' > /usr/bin/perl.new \\\n\
+              && chmod 755 /usr/bin/perl.new && mv /usr/bin/perl.new /usr/bin/perl"
+        ),
+        &[],
+    )
+    .expect("image with a replaced hard link");
+    let cmd = [
+        "sh",
+        "-c",
+        "perl; perl5.36.0 -e 'print qq(the real perl\\n)'",
+    ];
+    let tag = TagGuard::new("relinked");
+    env.slim_run(&image, tag.as_str(), &[], &cmd);
+    let want = tests::docker_run(&image, &cmd).ok("the original");
+    assert_eq!(want.stdout, "replaced\nthe real perl\n");
+    let got = tests::docker_run(tag.as_str(), &cmd).ok("the slim image");
+    assert_eq!(got.stdout, want.stdout);
+}
+
+#[test]
+fn what_a_killed_slimd_left_behind_is_removed() {
+    let Some(env) = e2e("what_a_killed_slimd_left_behind_is_removed") else {
+        return;
+    };
+    let busybox = images::busybox().expect("test image");
+    // A container as a slimd that died by SIGKILL leaves it: its owner's pid is not alive.
+    let created = docker(&[
+        "create",
+        "--label",
+        "slimd.owner=4194304:1",
+        busybox,
+        "true",
+    ])
+    .ok("creating a leftover container");
+    let leftover = created.stdout.trim().to_owned();
+    let _guard = tests::ContainerGuard(leftover.clone());
+    // One of a live owner (this test process, by pid and start time) stays.
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let start = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(19)
+        .unwrap()
+        .to_owned();
+    let mine = docker(&[
+        "create",
+        "--label",
+        &format!("slimd.owner={}:{start}", std::process::id()),
+        busybox,
+        "true",
+    ])
+    .ok("creating a container of a live owner");
+    let mine = mine.stdout.trim().to_owned();
+    let _mine_guard = tests::ContainerGuard(mine.clone());
+    let tag = TagGuard::new("cleanup");
+    // Its host command starts a process in the background that would outlive slimd.
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let host = format!("sleep 300 & echo $! > {}", pid_file.display());
+    env.slim_run(
+        busybox,
+        tag.as_str(),
+        &["--host-exec", &host],
+        &["sleep", "1"],
+    );
+    assert!(
+        docker(&["inspect", &leftover]).code != Some(0),
+        "the leftover container is still there"
+    );
+    assert_eq!(docker(&["inspect", &mine]).code, Some(0));
+    let pid = fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+    // Killed, it is reaped by whoever inherited it; give that a moment.
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+    assert!(
+        gone,
+        "the host command's background process {pid} outlived slimd"
+    );
+}

@@ -33,6 +33,24 @@ fn attach(test: &str, sensor: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let report = dir.path().join("attach.json");
     let report = report.to_str().unwrap();
+    // A host process reads a file of the container through its root file system while it is
+    // watched: the container never used that file, so it must not be in the report.
+    let merged = docker(&[
+        "inspect",
+        "--format",
+        "{{.GraphDriver.Data.MergedDir}}",
+        name,
+    ])
+    .ok("docker inspect")
+    .stdout
+    .trim()
+    .to_owned();
+    let host_reader = std::thread::spawn(move || {
+        for _ in 0..10 {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            let _ = std::fs::read(format!("{merged}/etc/debian_version"));
+        }
+    });
     env.slimd(&[
         "observe",
         name,
@@ -44,6 +62,17 @@ fn attach(test: &str, sensor: &str) {
         sensor,
     ])
     .ok("slimd observe");
+    host_reader.join().expect("the host reader");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report).expect("the report")).expect("JSON");
+    assert!(
+        recorded["paths"].get("/usr/lib/os-release").is_some(),
+        "{recorded}"
+    );
+    assert!(
+        recorded["paths"].get("/etc/debian_version").is_none(),
+        "a host process's read was attributed to the container"
+    );
     let tag = TagGuard::new(test);
     env.slimd(&["build", image, "--report", report, "--tag", tag.as_str()])
         .ok("slimd build");

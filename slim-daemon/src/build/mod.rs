@@ -246,7 +246,7 @@ pub async fn build_from(
     let layer_file =
         tempfile::tempfile().map_err(|e| ImageError::io("creating the layer file", e))?;
     let layer = write_layer(&original.files, &selection.keep, options, &layer_file)?;
-    let created = options.source_date_epoch.map(rfc3339).transpose()?;
+    let created = options.source_date_epoch.map(rfc3339);
     let created_by = format!("{CREATED_BY_PREFIX}{image}");
     let containers = report.map_or(0, |r| r.containers.len());
     let comment = format!(
@@ -387,17 +387,21 @@ fn write_layer(
 /// The latest `SOURCE_DATE_EPOCH` an RFC 3339 time can say (9999-12-31T23:59:59Z).
 const MAX_EPOCH: i64 = 253_402_300_799;
 
-fn rfc3339(epoch: i64) -> Result<String, BuildError> {
-    if !(0..=MAX_EPOCH).contains(&epoch) {
-        return Err(BuildError::Config(format!(
-            "SOURCE_DATE_EPOCH={epoch} is not a time between 1970 and 9999"
-        )));
-    }
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch as u64);
-    Ok(humantime::format_rfc3339_seconds(t).to_string())
+fn rfc3339(epoch: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// `SOURCE_DATE_EPOCH` from the environment, if set and valid.
-pub fn source_date_epoch() -> Option<i64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
+/// `SOURCE_DATE_EPOCH` from the environment, if set; an error when it is not a time from
+/// 1970 to 9999.
+pub fn source_date_epoch() -> Result<Option<i64>, BuildError> {
+    let Ok(text) = std::env::var("SOURCE_DATE_EPOCH") else {
+        return Ok(None);
+    };
+    match text.trim().parse::<i64>() {
+        Ok(epoch) if (0..=MAX_EPOCH).contains(&epoch) => Ok(Some(epoch)),
+        _ => Err(BuildError::Config(format!(
+            "SOURCE_DATE_EPOCH={text} is not a time between 1970 and 9999 in seconds; unset it or fix it"
+        ))),
+    }
 }

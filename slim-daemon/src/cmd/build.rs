@@ -9,13 +9,14 @@ use crate::{
 };
 
 pub async fn execute(args: BuildArgs, ui: Ui) -> anyhow::Result<()> {
+    let source_date_epoch = build::source_date_epoch()?;
     let reports = build::read_reports(&args.reports)?;
     let spec = ImageSpec::parse(&args.image);
     let options = BuildOptions {
         tag: args.tag,
         allow_incomplete: args.allow_incomplete,
         via: args.source.image_source,
-        source_date_epoch: build::source_date_epoch(),
+        source_date_epoch,
         outputs: args.outputs.outputs(),
         force: args.outputs.force,
         rules: args.selection.rules()?,

@@ -27,6 +27,8 @@ const CGROUP_PARENT: &str = "slimd";
 const MOUNT_POLL: Duration = Duration::from_millis(1);
 
 pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
+    // Checked before anything starts, so that a bad value costs no container.
+    build::source_date_epoch()?;
     let rules = args.selection.rules()?;
     let scenario = args.scenario.scenario()?;
     if args.verify && args.outputs.no_load {
@@ -309,7 +311,7 @@ impl Plan<'_> {
             tag: Some(tag.clone()),
             allow_incomplete: args.allow_incomplete,
             via: args.source.image_source,
-            source_date_epoch: build::source_date_epoch(),
+            source_date_epoch: build::source_date_epoch()?,
             outputs: args.outputs.outputs(),
             force: args.outputs.force,
             rules,

@@ -490,5 +490,22 @@ mod tests {
             ImageSpec::parse("docker-archive:/x/a.tar"),
             ImageSpec::Archive("/x/a.tar".into())
         );
+        let dir = tempfile::tempdir().unwrap();
+        let with_colon = dir.path().join("layout:v2");
+        std::fs::create_dir(&with_colon).unwrap();
+        assert_eq!(
+            ImageSpec::parse(&format!("oci:{}", with_colon.display())),
+            ImageSpec::OciDir {
+                dir: with_colon.clone(),
+                reference: None
+            }
+        );
+        assert_eq!(
+            ImageSpec::parse(&format!("oci:{}:1.0", with_colon.display())),
+            ImageSpec::OciDir {
+                dir: with_colon,
+                reference: Some("1.0".into())
+            }
+        );
     }
 }
