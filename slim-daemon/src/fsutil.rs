@@ -136,6 +136,53 @@ fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {
     Ok((dir, name))
 }
 
+/// Removes what a killed slimd left in `dir`: its temporary names (`.slimd-<kind>-<pid>-…`)
+/// whose process is gone, files and staged directories alike. Nothing is followed: unlinkat
+/// removes a link itself, and directories are opened with `O_NOFOLLOW`.
+fn remove_stale(dir: &OwnedFd) {
+    let Ok(entries) = rfs::Dir::read_from(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = std::str::from_utf8(name.to_bytes())
+            .ok()
+            .and_then(|n| n.strip_prefix(".slimd-"))
+            .and_then(|rest| rest.split('-').nth(1))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        remove_tree_at(dir, name, 4);
+    }
+}
+
+fn remove_tree_at(dir: &OwnedFd, name: &std::ffi::CStr, depth: u32) {
+    if rfs::unlinkat(dir, name, AtFlags::empty()).is_ok() || depth == 0 {
+        return;
+    }
+    let Ok(sub) = rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    if let Ok(entries) = rfs::Dir::read_from(&sub) {
+        for entry in entries.flatten() {
+            let child = entry.file_name();
+            if child.to_bytes() != b"." && child.to_bytes() != b".." {
+                remove_tree_at(&sub, child, depth - 1);
+            }
+        }
+    }
+    let _ = rfs::unlinkat(dir, name, AtFlags::REMOVEDIR);
+}
+
 fn temp_name(prefix: &str) -> CString {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -149,6 +196,7 @@ impl AtomicFile {
     pub fn create(path: &Path, access: Access) -> io::Result<Self> {
         let (dir, name) = split(path)?;
         let dir = open_dir(dir)?;
+        remove_stale(&dir);
         let name = CString::new(name.as_bytes()).map_err(|_| not_regular(path))?;
         let mode = Mode::from_raw_mode(access.mode());
         let (fd, named) = match rfs::openat(
@@ -257,6 +305,7 @@ impl AtomicDir {
     pub fn create(path: &Path) -> io::Result<Self> {
         let (parent, name) = split(path)?;
         let parent = open_dir(parent)?;
+        remove_stale(&parent);
         let name = CString::new(name.as_bytes()).map_err(|_| not_regular(path))?;
         let staging = temp_name("dir");
         rfs::mkdirat(&parent, staging.as_c_str(), Mode::from_raw_mode(0o700))?;
@@ -364,6 +413,26 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["out", "victim"]);
+    }
+
+    #[test]
+    fn what_a_dead_slimd_staged_is_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".slimd-dir-4194304-1");
+        std::fs::create_dir_all(stale.join("blobs/sha256")).unwrap();
+        std::fs::write(stale.join("blobs/sha256/x"), "x").unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "keep").unwrap();
+        symlink(&outside, stale.join("link")).unwrap();
+        std::fs::write(dir.path().join(".slimd-tmp-4194304-2"), "x").unwrap();
+        let live = dir.path().join(format!(".slimd-tmp-{}-3", std::process::id()));
+        std::fs::write(&live, "mine").unwrap();
+        write_atomic(&dir.path().join("out"), b"new", Access::Umask).unwrap();
+        assert!(!stale.exists());
+        assert!(!dir.path().join(".slimd-tmp-4194304-2").exists());
+        assert!(live.exists(), "this process's own temporary file was removed");
+        assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"keep");
     }
 
     #[test]
