@@ -426,12 +426,17 @@ mod tests {
         std::fs::write(outside.join("keep"), "keep").unwrap();
         symlink(&outside, stale.join("link")).unwrap();
         std::fs::write(dir.path().join(".slimd-tmp-4194304-2"), "x").unwrap();
-        let live = dir.path().join(format!(".slimd-tmp-{}-3", std::process::id()));
+        let live = dir
+            .path()
+            .join(format!(".slimd-tmp-{}-3", std::process::id()));
         std::fs::write(&live, "mine").unwrap();
         write_atomic(&dir.path().join("out"), b"new", Access::Umask).unwrap();
         assert!(!stale.exists());
         assert!(!dir.path().join(".slimd-tmp-4194304-2").exists());
-        assert!(live.exists(), "this process's own temporary file was removed");
+        assert!(
+            live.exists(),
+            "this process's own temporary file was removed"
+        );
         assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"keep");
     }
 

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cmd;
 pub mod fsutil;
 pub mod image;
+pub mod interrupt;
 pub mod probe;
 pub mod report;
 pub mod resolve;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use slimd::{cli::Cli, ui::Ui};
+use slimd::{cli::Cli, interrupt, ui::Ui};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,10 +22,26 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("starting the async runtime");
-    let ui = Ui::new(cli.quiet);
-    match runtime.block_on(cli.command.execute(ui)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    let ui = Ui::new(cli.quiet, cli.verbose > 0);
+    let result = runtime.block_on(async {
+        interrupt::install().map_err(|e| anyhow::anyhow!("cannot handle signals: {e}"))?;
+        cli.command.execute(ui).await
+    });
+    // Work that saw the signal is finishing its cleanup; it is not waited for long.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match (result, interrupt::received()) {
+        (Ok(()), _) => ExitCode::SUCCESS,
+        (Err(_), Some(signal)) => {
+            let phase = interrupt::phase();
+            let during = if phase.is_empty() {
+                String::new()
+            } else {
+                format!(" during \"{phase}\"")
+            };
+            eprintln!("slimd: {signal}{during}; stopped, and removed what it had made");
+            ExitCode::from(signal.exit_code())
+        }
+        (Err(e), None) => {
             eprintln!("slimd: error: {e:#}");
             ExitCode::FAILURE
         }

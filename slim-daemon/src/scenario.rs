@@ -78,6 +78,7 @@ pub enum Ending {
     /// slimd stopped it once the probes and commands were done.
     Done,
     Duration,
+    /// `observe` was stopped by Ctrl-C or SIGTERM.
     Interrupted,
 }
 
@@ -98,16 +99,6 @@ struct Interactions {
     probes: Vec<ProbeResult>,
     execs: Vec<(String, ExecOutput)>,
     host_execs: Vec<(String, ExecOutput)>,
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn interrupted() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 /// The longest wait slimd accepts: about a hundred years.
@@ -132,7 +123,8 @@ pub async fn deadline(secs: Option<f64>) {
 }
 
 /// Plays the scenario against the started container `id`, whose ports are `published`
-/// (container port, host port), and stops it at the end.
+/// (container port, host port), and stops it at the end. (Interrupted, it is dropped: the
+/// caller removes the container.)
 pub async fn play(
     docker: &Docker,
     id: &str,
@@ -150,7 +142,6 @@ pub async fn play(
             None
         }
         _ = &mut limit => Some(Ending::Duration),
-        _ = interrupted() => Some(Ending::Interrupted),
     };
     if ending.is_none() {
         let wait: Box<dyn Future<Output = ()> + Unpin> = match scenario.continue_after {
@@ -163,7 +154,6 @@ pub async fn play(
             code = &mut exited => return finish(docker, id, Ending::Exited, code?, done).await,
             _ = wait => Some(Ending::Done),
             _ = &mut limit => Some(Ending::Duration),
-            _ = interrupted() => Some(Ending::Interrupted),
         };
     }
     // Stopped with the image's StopSignal, so that shutdown paths run (and are observed).

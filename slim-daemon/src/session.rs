@@ -10,6 +10,7 @@ use std::{
 
 use crate::{
     image::ImageFiles,
+    interrupt::{self, Interrupted},
     report::{AccessReport, ContainerRef, EventCounts, ImageRef, SensorInfo},
     resolve::{
         ResolveStats, Resolver,
@@ -289,18 +290,25 @@ pub fn mount_points(recording: &Recording, engine_mounts: &[String]) -> BTreeSet
         .collect()
 }
 
-/// Resolves a recording against the image it ran and makes the report.
+/// Resolves a recording against the image it ran and makes the report (off the async
+/// workers; a signal stops it).
 pub fn make_report(
     recording: &Recording,
     files: &ImageFiles,
     mounts: &BTreeSet<PathBuf>,
     image: ImageRef,
     container: ContainerRef,
-) -> (AccessReport, ResolveStats) {
+) -> Result<(AccessReport, ResolveStats), Interrupted> {
     let mut resolver = Resolver::new(files, mounts);
-    for access in &recording.accesses {
-        resolver.add(access);
-    }
+    interrupt::blocking(|| {
+        for (i, access) in recording.accesses.iter().enumerate() {
+            if i % 1024 == 0 {
+                interrupt::check()?;
+            }
+            resolver.add(access);
+        }
+        Ok::<_, Interrupted>(())
+    })?;
     let (paths, stats) = resolver.finish();
     let report = AccessReport {
         schema_version: crate::report::SCHEMA_VERSION,
@@ -314,7 +322,7 @@ pub fn make_report(
         events: recording.events.clone(),
         paths,
     };
-    (report, stats)
+    Ok((report, stats))
 }
 
 /// Layer directories of the image from the container's own mount table: the bottom

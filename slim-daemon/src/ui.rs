@@ -11,14 +11,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Clone, Copy, Debug)]
 pub struct Ui {
     pub quiet: bool,
+    /// Also a line when a step starts (without a terminal: spinners show that).
+    pub verbose: bool,
     /// Spinners (stderr is a terminal) or plain lines.
     pub interactive: bool,
 }
 
 impl Ui {
-    pub fn new(quiet: bool) -> Self {
+    pub fn new(quiet: bool, verbose: bool) -> Self {
         Ui {
             quiet,
+            verbose,
             interactive: std::io::stderr().is_terminal(),
         }
     }
@@ -44,6 +47,10 @@ impl Ui {
     /// it ends either way.
     pub fn step(&self, what: impl Into<String>) -> Step {
         let what = what.into();
+        crate::interrupt::set_phase(&what);
+        if self.verbose && !self.quiet && !self.interactive {
+            eprintln!("… {what}");
+        }
         let bar = if self.quiet {
             None
         } else if self.interactive {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::{
+    interrupt,
     runtime::{CreateSpec, Docker, RuntimeError, cleanup, docker::ExecOutput},
     scenario::{self, Ending, Outcome, Scenario},
 };
@@ -34,11 +35,11 @@ pub async fn outcome_of(
         ..Default::default()
     };
     let id = docker.create(&spec).await?;
-    let played = async {
+    let played = interrupt::cancellable(async {
         docker.start(&id).await?;
         let published = docker.container(&id).await?.published;
         scenario::play(docker, &id, &published, scenario).await
-    }
+    })
     .await;
     docker.remove_container(&id).await?;
     played

@@ -4,7 +4,7 @@ pub mod libs;
 pub mod select;
 pub mod tag;
 
-use std::{collections::BTreeMap, io::BufWriter, path::PathBuf};
+use std::{collections::BTreeMap, fs::File, io::BufWriter, path::PathBuf};
 
 use serde_json::Value;
 
@@ -15,6 +15,7 @@ use crate::{
         source::{self, ImageSpec, SourceError, SourceImage, Via},
         writer,
     },
+    interrupt,
     report::{AccessReport, ReportError},
     runtime::{Docker, RuntimeError},
     ui::Ui,
@@ -46,14 +47,16 @@ pub enum BuildError {
     NothingToKeep,
     #[error("--include-bin {0}: {1}")]
     IncludeBin(PathBuf, String),
-    #[error("the engine loaded {0} with id {1}, but slimd wrote {2}")]
-    LoadMismatch(String, String, String),
+    #[error("the engine did not load {0} as image {1}, which slimd wrote")]
+    LoadMismatch(String, String),
     #[error(
         "{0} already names an image that slimd did not build; choose another --tag, or pass --force to move it"
     )]
     TagTaken(String),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Interrupted(#[from] interrupt::Interrupted),
 }
 
 /// Where the slim image goes; any combination.
@@ -237,15 +240,17 @@ pub async fn build_from(
 ) -> Result<BuildSummary, BuildError> {
     let step = ui.step("write the slim layer");
     let needs = image_needs(&original.config, image)?;
-    let selection = select::select(&original.files, report, &needs, &options.rules)?;
+    let (selection, layer_file, layer) = interrupt::blocking(|| -> Result<_, BuildError> {
+        let selection = select::select(&original.files, report, &needs, &options.rules)?;
+        // Unnamed files: nothing is left behind, whatever happens to slimd.
+        let layer_file =
+            tempfile::tempfile().map_err(|e| ImageError::io("creating the layer file", e))?;
+        let layer = write_layer(&original.files, &selection.keep, options, &layer_file)?;
+        Ok((selection, layer_file, layer))
+    })?;
     for lib in &selection.missing_libraries {
         tracing::warn!("a kept executable needs {lib}, which is not in the image");
     }
-
-    // Unnamed files: nothing is left behind, whatever happens to slimd.
-    let layer_file =
-        tempfile::tempfile().map_err(|e| ImageError::io("creating the layer file", e))?;
-    let layer = write_layer(&original.files, &selection.keep, options, &layer_file)?;
     let created = options.source_date_epoch.map(rfc3339);
     let created_by = format!("{CREATED_BY_PREFIX}{image}");
     let containers = report.map_or(0, |r| r.containers.len());
@@ -269,53 +274,61 @@ pub async fn build_from(
     ));
 
     // Every output is staged first and put in place only once all of them are written.
-    let mut written = Vec::new();
-    let mut slim_size = layer.tar_bytes;
-    let oci_dir = match &options.outputs.oci_dir {
-        Some(dir) => Some(oci::write(dir, &config, &layer_file, &layer.diff_id, tag)?),
-        None => None,
-    };
-    let mut archive_out = match &options.outputs.archive {
-        Some(dest) => Some(
-            AtomicFile::create(dest, Access::Private)
-                .map_err(|e| ImageError::io(format!("writing {}", dest.display()), e))?,
-        ),
-        None => None,
-    };
-    if archive_out.is_some() || options.outputs.load {
-        let mut scratch = None;
-        let archive_file = match archive_out.as_mut() {
-            Some(out) => out.file(),
-            None => scratch.insert(
-                tempfile::tempfile()
-                    .map_err(|e| ImageError::io("creating the image archive", e))?,
-            ),
-        };
+    let archive = |out: &File, tags: &[String]| {
         archive::write(
-            BufWriter::new(&*archive_file),
+            BufWriter::new(out),
             &config,
             &layer_file,
             &layer.diff_id,
-            &[tag.to_owned()],
+            tags,
         )
-        .map_err(|e| ImageError::io("writing the image archive", e))?;
-        if options.outputs.load {
-            let docker = docker.expect("loading needs an engine connection");
-            let step = ui.step(format!("load {tag}"));
-            check_tag_is_ours(docker, tag, options.force).await?;
-            docker.load_image(archive_file).await?;
-            let loaded = docker.image(tag).await?;
-            if loaded.id != image_id {
-                return Err(BuildError::LoadMismatch(
-                    tag.to_owned(),
-                    loaded.id,
-                    image_id,
-                ));
+        .map_err(|e| ImageError::io("writing the image archive", e))
+    };
+    let (oci_dir, archive_out) = interrupt::blocking(|| -> Result<_, BuildError> {
+        let oci_dir = match &options.outputs.oci_dir {
+            Some(dir) => Some(oci::write(dir, &config, &layer_file, &layer.diff_id, tag)?),
+            None => None,
+        };
+        let archive_out = match &options.outputs.archive {
+            Some(dest) => {
+                let mut out = AtomicFile::create(dest, Access::Private)
+                    .map_err(|e| ImageError::io(format!("writing {}", dest.display()), e))?;
+                archive(out.file(), &[tag.to_owned()])?;
+                Some(out)
             }
-            slim_size = loaded.size;
-            step.done("into the engine");
-            written.push(format!("engine image {tag}"));
+            None => None,
+        };
+        Ok((oci_dir, archive_out))
+    })?;
+    let mut written = Vec::new();
+    let mut slim_size = layer.tar_bytes;
+    if options.outputs.load {
+        let docker = docker.expect("loading needs an engine connection");
+        let step = ui.step(format!("load {tag}"));
+        check_tag_is_ours(docker, tag, options.force).await?;
+        // Loaded without a name and named once it is in: a load that is interrupted (or
+        // fails) leaves no tag behind.
+        let untagged = interrupt::blocking(|| -> Result<File, BuildError> {
+            let file = tempfile::tempfile()
+                .map_err(|e| ImageError::io("creating the image archive", e))?;
+            archive(&file, &[])?;
+            Ok(file)
+        })?;
+        if let Err(e) = interrupt::cancellable(docker.load_image(&untagged)).await {
+            docker.remove_untagged(&image_id).await;
+            return Err(e.into());
         }
+        let loaded = match docker.image(&image_id).await {
+            Ok(info) => info,
+            Err(RuntimeError::NoSuchImage(_)) => {
+                return Err(BuildError::LoadMismatch(tag.to_owned(), image_id));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        docker.tag(&image_id, tag).await?;
+        slim_size = loaded.size;
+        step.done("into the engine");
+        written.push(format!("engine image {tag}"));
     }
     if let Some(out) = archive_out {
         let dest = out.path().to_path_buf();

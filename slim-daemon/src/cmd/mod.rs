@@ -11,33 +11,25 @@ use anyhow::Context;
 use crate::{
     build::{BuildSummary, Outputs, SelectionRules},
     cli::{Command, OutputArgs, ScenarioArgs, SelectionArgs},
+    interrupt::{self, cancellable},
     probe::HttpProbe,
     scenario::{Ending, Scenario},
     ui::{self, Ui},
 };
 
 impl Command {
+    /// Ctrl-C or SIGTERM stops any command: its work unwinds and removes what it made (`run`
+    /// and `verify` remove their containers first). Only `observe` takes the first one as the
+    /// end of its observation, and writes its report.
     pub async fn execute(self, ui: Ui) -> anyhow::Result<()> {
         match self {
             Command::Run(args) => run::execute(args, ui).await,
             Command::Observe(args) => observe::execute(args, ui).await,
-            // run, observe and verify stop their container on Ctrl-C and finish their work;
-            // the others just stop, leaving nothing half-written.
-            Command::Build(args) => abortable(build::execute(args, ui)).await,
-            Command::Merge(args) => merge::execute(args, ui),
-            Command::Info(args) => abortable(info::execute(args, ui)).await,
+            Command::Build(args) => cancellable(build::execute(args, ui)).await,
+            Command::Merge(args) => interrupt::blocking(|| merge::execute(args, ui)),
+            Command::Info(args) => cancellable(info::execute(args, ui)).await,
             Command::Verify(args) => verify::execute(args, ui).await,
         }
-    }
-}
-
-/// `work`, or an error as soon as the user presses Ctrl-C (temporary files go with it).
-async fn abortable<T>(
-    work: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    tokio::select! {
-        result = work => result,
-        _ = crate::scenario::interrupted() => anyhow::bail!("interrupted"),
     }
 }
 

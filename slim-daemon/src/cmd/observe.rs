@@ -10,9 +10,10 @@ use crate::{
         ImageFiles,
         source::{self, ImageSpec, Via},
     },
+    interrupt,
     report::{ContainerRef, ImageRef},
     runtime::{Docker, cgroup},
-    scenario::{Ending, deadline, interrupted},
+    scenario::{Ending, deadline},
     sensor::Sensor,
     session::{self, Observation},
     ui::{self, Ui},
@@ -48,7 +49,12 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
                 tokio::select! {
                     code = docker.wait(&container.id) => code.map(|c| (Ending::Exited, c)),
                     _ = deadline(args.duration) => Ok((Ending::Duration, 0)),
-                    _ = interrupted() => Ok((Ending::Interrupted, 0)),
+                    _ = interrupt::interrupted() => {
+                        // Ctrl-C is how an open-ended observation ends: what follows is the
+                        // report, which a second signal still interrupts.
+                        interrupt::acknowledge();
+                        Ok((Ending::Interrupted, 0))
+                    }
                 }
             },
             |p| step.set_detail(progress_detail(p)),
@@ -78,25 +84,26 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
         });
     let from_engine;
     let in_place;
-    let files: &ImageFiles = match layer_dirs.map(|d| ImageFiles::from_layer_dirs(&d)) {
-        Some(Ok(files)) => {
-            in_place = files;
-            &in_place
-        }
-        other => {
-            if let Some(Err(e)) = other {
-                tracing::debug!("reading the image from the engine: {e}");
+    let files: &ImageFiles =
+        match layer_dirs.map(|d| interrupt::blocking(|| ImageFiles::from_layer_dirs(&d))) {
+            Some(Ok(files)) => {
+                in_place = files;
+                &in_place
             }
-            from_engine = source::open(
-                &ImageSpec::Engine(image.id.clone()),
-                Some(&docker),
-                Via::Auto,
-            )
-            .await
-            .context("reading the container's image")?;
-            &from_engine.files
-        }
-    };
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::debug!("reading the image from the engine: {e}");
+                }
+                from_engine = source::open(
+                    &ImageSpec::Engine(image.id.clone()),
+                    Some(&docker),
+                    Via::Auto,
+                )
+                .await
+                .context("reading the container's image")?;
+                &from_engine.files
+            }
+        };
     let mounts = session::mount_points(&recording, &container.mount_destinations);
     let (report, stats) = session::make_report(
         &recording,
@@ -110,7 +117,7 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
             id: container.id.clone(),
             name: container.name.clone(),
         },
-    );
+    )?;
     report.write(&args.output)?;
     tracing::debug!(?stats, "resolution");
     if !report.complete {

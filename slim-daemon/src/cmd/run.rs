@@ -3,11 +3,12 @@ use std::{collections::HashMap, path::Path, sync::OnceLock, time::Duration};
 
 use anyhow::Context;
 
-use super::{abortable, fanotify_fallback, observed, progress_detail, summary_line};
+use super::{fanotify_fallback, observed, progress_detail, summary_line};
 use crate::{
     build::{self, BuildOptions, BuildSummary, SelectionRules},
     cli::RunArgs,
     image::source::ImageSpec,
+    interrupt,
     report::{ContainerRef, ImageRef},
     resolve::mountinfo,
     runtime::{
@@ -87,7 +88,7 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         scenario: &scenario,
         created: OnceLock::new(),
     };
-    let result = plan.run_and_build(sensor, rules).await;
+    let result = interrupt::cancellable(plan.run_and_build(sensor, rules)).await;
     // Only the container this run created is removed, by its id.
     if let Some(id) = plan.created.get()
         && let Err(e) = docker.remove_container(id).await
@@ -238,7 +239,7 @@ impl Plan<'_> {
                 outcome.exit_code
             ));
         }
-        let summary = abortable(self.build(&recording, &container, rules)).await?;
+        let summary = self.build(&recording, &container, rules).await?;
         ui.result(summary_line(&summary));
         if args.verify {
             let cmd = (!args.cmd.is_empty()).then(|| args.cmd.clone());
@@ -291,7 +292,7 @@ impl Plan<'_> {
                 id: container.id.clone(),
                 name: container.name.clone(),
             },
-        );
+        )?;
         if let Some(path) = &args.report {
             report.write(path)?;
         }

@@ -164,6 +164,8 @@ impl<'a> BlobReader<'a> {
 
 impl Read for BlobReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Every blob read passes here: a signal ends the longest copy or hash promptly.
+        crate::interrupt::check_io()?;
         let want = buf.len().min((self.end - self.pos) as usize);
         if want == 0 {
             return Ok(0);

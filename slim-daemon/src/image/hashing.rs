@@ -39,6 +39,7 @@ impl<R: Read> HashingReader<R> {
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::interrupt::check_io()?;
         let n = self.inner.read(buf)?;
         self.read += n as u64;
         if self.read > self.limit {

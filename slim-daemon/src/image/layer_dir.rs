@@ -76,6 +76,7 @@ impl Scan {
     fn all(&mut self) -> Result<(), (PathBuf, String)> {
         let mut pending = vec![PathBuf::from("/")];
         while let Some(dir) = pending.pop() {
+            crate::interrupt::check().map_err(|i| (dir.clone(), i.to_string()))?;
             let rel = dir.strip_prefix("/").expect("absolute");
             let fd = open_dir_beneath(&self.root, rel).map_err(|e| (dir.clone(), e.to_string()))?;
             let mut subdirs = self.dir(&fd, &dir)?;

@@ -32,6 +32,8 @@ pub enum ImageError {
     Layer(PathBuf, String),
     #[error("the image is too large to read: {0}")]
     Tree(#[from] TreeError),
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     #[error("{0} is not a usable image archive: {1}")]
     Archive(PathBuf, String),
     #[error("slimd does not support {0} yet")]
@@ -122,7 +124,7 @@ impl ImageFiles {
     pub fn open(&self, node: &Node) -> io::Result<Box<dyn Read + '_>> {
         Ok(match self.file(node)? {
             FileBytes::Blob { file, start, len } => Box::new(BlobReader::new(file, start, len)),
-            FileBytes::Own { file, len } => Box::new(file.take(len)),
+            FileBytes::Own { file, len } => Box::new(crate::interrupt::Checked(file.take(len))),
             FileBytes::Empty => Box::new(io::empty()),
         })
     }

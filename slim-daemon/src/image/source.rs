@@ -22,7 +22,10 @@ use super::{
     oci, tar_layer,
     tree::LayerEntry,
 };
-use crate::runtime::{Docker, ImageInfo, RuntimeError};
+use crate::{
+    interrupt,
+    runtime::{Docker, ImageInfo, RuntimeError},
+};
 
 /// Decompressed layer bytes one image may hold unless `SLIMD_MAX_IMAGE_BYTES` says otherwise:
 /// a gzip bomb fills no disk.
@@ -151,11 +154,13 @@ pub async fn open(
             let docker = docker.expect("engine images are read with an engine connection");
             from_engine(docker, reference, via).await
         }
-        ImageSpec::OciDir { dir, reference } => Ok(from_oci(dir, reference.as_deref())?),
+        ImageSpec::OciDir { dir, reference } => {
+            Ok(interrupt::blocking(|| from_oci(dir, reference.as_deref()))?)
+        }
         ImageSpec::Archive(path) => {
             let file = crate::fsutil::open_regular(path)
                 .map_err(|e| ImageError::Archive(path.clone(), e.to_string()))?;
-            Ok(from_archive(file, path, None)?)
+            Ok(interrupt::blocking(|| from_archive(file, path, None))?)
         }
     }
 }
@@ -183,10 +188,14 @@ async fn from_engine(
                     via: Via::Layers,
                 });
             }
-            Err(reason) if via == Via::Layers => {
-                return Err(SourceError::NoLayerDirs(reference.to_owned(), reason));
+            Err(reason) => {
+                // Stopped by a signal, it does not fall back to anything.
+                interrupt::check().map_err(ImageError::from)?;
+                if via == Via::Layers {
+                    return Err(SourceError::NoLayerDirs(reference.to_owned(), reason));
+                }
+                tracing::debug!("reading {reference} from the save stream: {reason}");
             }
-            Err(reason) => tracing::debug!("reading {reference} from the save stream: {reason}"),
         }
     }
     // An unnamed file: nothing is left behind, whatever happens to slimd.
@@ -196,7 +205,9 @@ async fn from_engine(
         .try_clone()
         .map_err(|e| ImageError::io("creating a temporary file", e))?;
     docker.save_image(&info.id, writer).await?;
-    let image = from_archive(stream, Path::new("the docker save stream"), Some(&info.id))?;
+    let image = interrupt::blocking(|| {
+        from_archive(stream, Path::new("the docker save stream"), Some(&info.id))
+    })?;
     Ok(SourceImage {
         name,
         size: info.size,
@@ -406,7 +417,8 @@ async fn in_place(docker: &Docker, info: &ImageInfo) -> Result<(Vec<u8>, ImageFi
         &engine.storage_driver,
         &info.id,
     )?;
-    let files = ImageFiles::from_layer_dirs(&dirs).map_err(|e| e.to_string())?;
+    let files =
+        interrupt::blocking(|| ImageFiles::from_layer_dirs(&dirs)).map_err(|e| e.to_string())?;
     Ok((config, files))
 }
 

@@ -110,6 +110,7 @@ impl<R: Read> TarReader<R> {
 
     /// The next entry that names a file, or None at the end of the archive.
     pub fn next_entry(&mut self) -> io::Result<Option<Header>> {
+        crate::interrupt::check_io()?;
         self.skip_current()?;
         let mut overrides = Overrides::default();
         loop {

@@ -68,6 +68,7 @@ pub fn write_layer(
         file_bytes: 0,
     };
     for (path, how) in keep {
+        crate::interrupt::check()?;
         if path == Path::new("/") {
             continue;
         }

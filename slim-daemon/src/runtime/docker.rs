@@ -33,6 +33,8 @@ pub enum RuntimeError {
     NoSuchImage(String),
     #[error("the Docker engine failed while {0}: {1}")]
     Api(String, String),
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
 }
 
 type Result<T> = std::result::Result<T, RuntimeError>;
@@ -550,6 +552,40 @@ impl Docker {
                 size: i.size.max(0) as u64,
             })
             .collect())
+    }
+
+    /// Gives the image `id` the name `tag` (`repo:tag`, or `repo` for `latest`).
+    pub async fn tag(&self, id: &str, tag: &str) -> Result<()> {
+        let last_slash = tag.rfind('/').map_or(0, |i| i + 1);
+        let (repo, version) = match tag[last_slash..].rfind(':') {
+            Some(i) => (&tag[..last_slash + i], &tag[last_slash + i + 1..]),
+            None => (tag, "latest"),
+        };
+        let options = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo.to_owned()),
+            tag: Some(version.to_owned()),
+        };
+        self.client
+            .tag_image(id, Some(options))
+            .await
+            .map_err(|e| self.api(&format!("tagging {id} as {tag}"), e))
+    }
+
+    /// Removes the image `id` if it exists and carries no tag (what an interrupted load may
+    /// leave); a failure only costs a log line.
+    pub async fn remove_untagged(&self, id: &str) {
+        match self.image(id).await {
+            Ok(info) if info.repo_tags.is_empty() => {
+                let options = RemoveImageOptions {
+                    force: false,
+                    ..Default::default()
+                };
+                if let Err(e) = self.client.remove_image(id, Some(options), None).await {
+                    tracing::debug!("leaving untagged image {id}: {e}");
+                }
+            }
+            _ => {}
+        }
     }
 
     pub async fn remove_image(&self, reference: &str) -> Result<()> {
