@@ -22,7 +22,7 @@ pub const MAX_CGROUP_LEVEL: u32 = 16;
 
 /// Indices of the `CONFIG` array (of `u64`).
 pub mod config {
-    /// Bitmask of the cgroup levels at which watched ancestors sit.
+    /// Bitmask of the cgroup levels at which cgroups with a `WATCHED` entry sit.
     pub const LEVELS: u32 = 0;
     /// Events waiting for their thread's next syscall.
     pub const PENDING: u32 = 1;
@@ -30,6 +30,14 @@ pub mod config {
     /// kernel's per-CPU cache of watch verdicts.
     pub const GENERATION: u32 = 2;
     pub const COUNT: u32 = 3;
+}
+
+/// Values of the `WATCHED` map: what a cgroup's entry says about it and the cgroups below it.
+pub mod verdict {
+    /// Record the processes of this cgroup and of every cgroup below it.
+    pub const WATCH: u32 = 1;
+    /// Record nothing of this cgroup and of the cgroups below it, even below a watched one.
+    pub const IGNORE: u32 = 2;
 }
 
 /// `dirfd` value meaning "relative to the current working directory".

@@ -37,16 +37,18 @@ use aya_ebpf::{
 use kernel::{BPRM_FILE, BPRM_FILENAME, BPRM_INTERP, KPath, kptr, off};
 use slim_common::{
     AT_FDCWD, DIR_CAP, MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_CAP, PATH_OFFSET, PathEvent,
-    Pending, SyscallSpec, config, flags_kind, stat, status,
+    Pending, SyscallSpec, config, flags_kind, stat, status, verdict,
 };
 
 /// Events to user space. User space sets the real size at load time.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
 
-/// Watched cgroup v2 ids (a container's own cgroup, or a parent slimd created for it).
+/// Cgroup v2 ids and their `slim_common::verdict`: a watched cgroup (a container's own, a
+/// parent slimd created for one, or a parent where a runtime's containers are born) covers
+/// its subtree, and an ignored one takes its own subtree back out.
 #[map]
-static WATCHED: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
+static WATCHED: HashMap<u64, u32> = HashMap::with_max_entries(16384, 0);
 
 /// Run-time settings and state, indexed by `slim_common::config`.
 #[map]
@@ -95,8 +97,8 @@ const VERDICT_SLOTS: u32 = 64;
 #[map]
 static VERDICTS: PerCpuArray<WatchVerdict> = PerCpuArray::with_max_entries(VERDICT_SLOTS, 0);
 
-/// The watched cgroup a process of `cgroup` belongs to: its own, or an ancestor at a watched
-/// level.
+/// The watched cgroup a process of `cgroup` belongs to: the nearest of its own cgroup and its
+/// ancestors that has an entry decides (watched: that one; ignored: none).
 #[inline(always)]
 fn watch_id(cgroup: u64) -> Option<u64> {
     let generation = *CONFIG.get(config::GENERATION)?;
@@ -117,20 +119,23 @@ fn watch_id(cgroup: u64) -> Option<u64> {
 
 #[inline(always)]
 fn lookup_watch(cgroup: u64) -> Option<u64> {
-    // SAFETY: the value is only tested for presence.
-    if unsafe { WATCHED.get(&cgroup) }.is_some() {
-        return Some(cgroup);
+    // SAFETY: a plain u32 value, copied out.
+    if let Some(&v) = unsafe { WATCHED.get(&cgroup) } {
+        return (v == verdict::WATCH).then_some(cgroup);
     }
     let mask = *CONFIG.get(config::LEVELS)?;
     if mask == 0 {
         return None;
     }
-    for level in 1..MAX_CGROUP_LEVEL {
+    // Deepest first: a container ignored below a watched parent stays ignored.
+    for i in 1..MAX_CGROUP_LEVEL {
+        let level = MAX_CGROUP_LEVEL - i;
         if mask & (1 << level) != 0 {
-            // SAFETY: helper with a plain integer argument.
+            // SAFETY: helper with a plain integer argument (0 beyond the process's depth).
             let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
-            if unsafe { WATCHED.get(&ancestor) }.is_some() {
-                return Some(ancestor);
+            // SAFETY: a plain u32 value, copied out.
+            if let Some(&v) = unsafe { WATCHED.get(&ancestor) } {
+                return (v == verdict::WATCH).then_some(ancestor);
             }
         }
     }

@@ -124,7 +124,7 @@ async fn start_observed(
     match sensor {
         Sensor::Ebpf(_) => {
             let mut sensor = sensor;
-            let watch_id = sensor.watch_cgroup(parent, true)?;
+            let watch_id = sensor.watch_cgroup(parent)?;
             let id = create().await?;
             docker.start(&id).await?;
             Ok((id, Observation::new(sensor, watch_id, parent.clone())))

@@ -5,11 +5,11 @@ use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::PathBuf};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::BtfTracePoint,
+    programs::{BtfTracePoint, tp_btf::BtfTracePointLinkId},
 };
 use slim_common::{
     MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_OFFSET, PathEvent, Pending, SyscallSpec, config,
-    flags_kind, stat, status,
+    flags_kind, stat, status, verdict,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -80,24 +80,29 @@ const OFFSETS: [(&str, &str, &str); 30] = [
     ("BPRM_INTERP", "linux_binprm", "interp"),
 ];
 
-/// A decoded kernel event: which watch it belongs to, and the access (None when the event
-/// carried a path that could not be used; [`EbpfSensor::problems`] counts those).
+/// A decoded kernel event: which watch it belongs to, the cgroup of the process that made
+/// it, and the access (None when the event carried a path that could not be used;
+/// [`EbpfSensor::problems`] counts those).
 pub struct SensorEvent {
     pub watch_id: u64,
+    pub cgroup_id: u64,
     pub access: Option<Access>,
 }
 
+/// The programs, by name, and the tracepoints they attach to.
+const PROGRAMS: [(&str, &str); 2] = [("sys_enter", "sys_enter"), ("exec", "sched_process_exec")];
+
 pub struct EbpfSensor {
-    // Keeps the programs attached.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
+    /// The programs' attachments, while they are attached.
+    links: Vec<(&'static str, BtfTracePointLinkId)>,
     watched: HashMap<MapData, u64, u32>,
+    /// What `watched` holds: cgroup id → (level, verdict).
+    entries: std::collections::HashMap<u64, (u32, u32)>,
     config: Array<MapData, u64>,
     pending: HashMap<MapData, u32, Pending>,
-    /// The cgroup ids watched, to tell this sensor's stranded pending events.
-    watch_ids: Vec<u64>,
     stats: PerCpuArray<MapData, u64>,
     ring: AsyncFd<RingBuf<MapData>>,
-    level_mask: u64,
     /// Last value written to `CONFIG[GENERATION]`.
     generation: u64,
     start_ns: u64,
@@ -119,6 +124,14 @@ impl EbpfSensor {
     /// Loads and attaches the programs. Nothing is watched until [`Self::watch`].
     /// `ring_kb`: the ring buffer's size in KiB, a power of two of at least 4.
     pub fn load(ring_kb: u32) -> Result<Self, SensorError> {
+        let mut sensor = Self::load_detached(ring_kb)?;
+        sensor.attach()?;
+        Ok(sensor)
+    }
+
+    /// Loads the programs without attaching them: until [`Self::attach`], they cost the
+    /// host's syscalls nothing.
+    pub fn load_detached(ring_kb: u32) -> Result<Self, SensorError> {
         if ring_kb < 4 || !ring_kb.is_power_of_two() || ring_kb > 1 << 20 {
             return Err(SensorError::Map(
                 "EVENTS",
@@ -170,12 +183,10 @@ impl EbpfSensor {
                 .map_err(map_err("SPECS"))?;
         }
         let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| SensorError::Load(e.to_string()))?;
-        for (name, tracepoint) in [("sys_enter", "sys_enter"), ("exec", "sched_process_exec")] {
+        for (name, tracepoint) in PROGRAMS {
             let prog: &mut BtfTracePoint = program(&mut ebpf, name)?;
             prog.load(tracepoint, &kernel_btf)
                 .map_err(|e| program_error(name, e))?;
-            prog.attach()
-                .map_err(|e| SensorError::Attach(tracepoint.into(), e.to_string()))?;
         }
 
         let take = |ebpf: &mut Ebpf, name: &'static str| {
@@ -192,14 +203,14 @@ impl EbpfSensor {
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| SensorError::Map("EVENTS", e.to_string()))?;
         Ok(EbpfSensor {
-            _ebpf: ebpf,
+            ebpf,
+            links: Vec::new(),
             watched,
+            entries: std::collections::HashMap::new(),
             config,
             pending,
-            watch_ids: Vec::new(),
             stats,
             ring,
-            level_mask: 0,
             generation: 0,
             start_ns: monotonic_ns(),
             host_root: host_root()?,
@@ -207,26 +218,91 @@ impl EbpfSensor {
         })
     }
 
-    /// Watches the processes of a cgroup; with `subtree`, also those of every cgroup below
-    /// it, including ones created later. `Access::at_ms` counts from the latest watch.
-    pub fn watch(&mut self, cgroup: &Cgroup, subtree: bool) -> Result<(), SensorError> {
-        self.start_ns = monotonic_ns();
-        self.watched
-            .insert(cgroup.id, 1, 0)
-            .map_err(map_err("WATCHED"))?;
-        self.watch_ids.push(cgroup.id);
-        if subtree {
-            if cgroup.level == 0 || cgroup.level >= MAX_CGROUP_LEVEL {
-                return Err(SensorError::Map(
-                    "CONFIG",
-                    format!("cannot watch below cgroup level {}", cgroup.level),
-                ));
-            }
-            self.level_mask |= 1 << cgroup.level;
-            self.config
-                .set(config::LEVELS, self.level_mask, 0)
-                .map_err(map_err("CONFIG"))?;
+    /// Attaches the programs (when they are not).
+    pub fn attach(&mut self) -> Result<(), SensorError> {
+        if !self.links.is_empty() {
+            return Ok(());
         }
+        for (name, tracepoint) in PROGRAMS {
+            let prog: &mut BtfTracePoint = program(&mut self.ebpf, name)?;
+            match prog.attach() {
+                Ok(link) => self.links.push((name, link)),
+                Err(e) => {
+                    let _ = self.detach();
+                    return Err(SensorError::Attach(tracepoint.into(), e.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches the programs: the host's syscalls no longer pass through them.
+    pub fn detach(&mut self) -> Result<(), SensorError> {
+        for (name, link) in std::mem::take(&mut self.links) {
+            let prog: &mut BtfTracePoint = program(&mut self.ebpf, name)?;
+            prog.detach(link)
+                .map_err(|e| SensorError::Attach(name.into(), e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    pub fn is_attached(&self) -> bool {
+        !self.links.is_empty()
+    }
+
+    /// Watches the processes of a cgroup and of every cgroup below it, including ones created
+    /// later. `Access::at_ms` counts from the latest watch.
+    pub fn watch(&mut self, cgroup: &Cgroup) -> Result<(), SensorError> {
+        self.start_ns = monotonic_ns();
+        self.set_entry(cgroup.id, cgroup.level, verdict::WATCH)
+    }
+
+    /// Records nothing of a cgroup and of the cgroups below it, even below a watched one.
+    pub fn ignore(&mut self, id: u64, level: u32) -> Result<(), SensorError> {
+        self.set_entry(id, level, verdict::IGNORE)
+    }
+
+    /// Drops a cgroup's entry (watched or ignored).
+    pub fn forget(&mut self, id: u64) -> Result<(), SensorError> {
+        if self.entries.remove(&id).is_none() {
+            return Ok(());
+        }
+        match self.watched.remove(&id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(SensorError::Map("WATCHED", e.to_string())),
+        }
+        self.update_levels()
+    }
+
+    /// Cgroups with an entry, and their verdict (`true`: watched).
+    pub fn entries(&self) -> impl Iterator<Item = (u64, bool)> + '_ {
+        self.entries
+            .iter()
+            .map(|(id, (_, v))| (*id, *v == verdict::WATCH))
+    }
+
+    fn set_entry(&mut self, id: u64, level: u32, verdict: u32) -> Result<(), SensorError> {
+        if level == 0 || level >= MAX_CGROUP_LEVEL {
+            return Err(SensorError::Map(
+                "WATCHED",
+                format!("cannot watch a cgroup at level {level} (from 1 to {MAX_CGROUP_LEVEL})"),
+            ));
+        }
+        self.watched
+            .insert(id, verdict, 0)
+            .map_err(map_err("WATCHED"))?;
+        self.entries.insert(id, (level, verdict));
+        self.update_levels()
+    }
+
+    fn update_levels(&mut self) -> Result<(), SensorError> {
+        let mask = self
+            .entries
+            .values()
+            .fold(0u64, |mask, (level, _)| mask | 1 << level);
+        self.config
+            .set(config::LEVELS, mask, 0)
+            .map_err(map_err("CONFIG"))?;
         self.next_generation()
     }
 
@@ -280,7 +356,11 @@ impl EbpfSensor {
             .pending
             .iter()
             .filter_map(Result::ok)
-            .filter(|(_, p)| self.watch_ids.contains(&p.event.watch_id))
+            .filter(|(_, p)| {
+                self.entries
+                    .get(&p.event.watch_id)
+                    .is_some_and(|(_, v)| *v == verdict::WATCH)
+            })
             .count() as u64;
         Ok(SensorCounters {
             sent: sum(stat::SENT)?,
@@ -398,6 +478,7 @@ fn drain_ring(
         };
         out.push(SensorEvent {
             watch_id: ev.watch_id,
+            cgroup_id: ev.cgroup_id,
             access: decode(&ev, problems, context),
         });
     }

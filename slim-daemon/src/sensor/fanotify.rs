@@ -26,15 +26,23 @@ const VERDICT_CACHE: usize = 4096;
 const EVENTS: u64 = libc::FAN_OPEN | libc::FAN_OPEN_EXEC | libc::FAN_ONDIR;
 const METADATA_LEN: usize = size_of::<libc::fanotify_event_metadata>();
 
-pub struct FanotifySensor {
-    fd: AsyncFd<OwnedFd>,
+/// One marked file system.
+struct Mark {
+    /// The device of its superblock, which the event's file tells.
+    dev: u64,
+    /// The watched cgroup's id, which its events carry.
     watch_id: u64,
     /// The watched cgroup's directory: a file system mark sees every process that opens a
     /// file there, the host's included, and only this cgroup's subtree counts.
     cgroup_dir: PathBuf,
+}
+
+pub struct FanotifySensor {
+    fd: AsyncFd<OwnedFd>,
+    marks: Vec<Mark>,
     unified_root: PathBuf,
-    /// pid → whether it is in the watched subtree.
-    verdicts: HashMap<u32, bool>,
+    /// (pid, watch id) → whether the process is in that watch's cgroup subtree.
+    verdicts: HashMap<(u32, u64), bool>,
     /// Events of processes outside the watched cgroups, not recorded.
     pub others: u64,
     started: Instant,
@@ -66,8 +74,7 @@ impl FanotifySensor {
             .map_err(|e| SensorError::Load(format!("fanotify: {e}")))?;
         Ok(FanotifySensor {
             fd,
-            watch_id: 0,
-            cgroup_dir: PathBuf::new(),
+            marks: Vec::new(),
             unified_root: cgroup::unified_root().map_err(|e| SensorError::Load(e.to_string()))?,
             verdicts: HashMap::new(),
             others: 0,
@@ -99,27 +106,44 @@ impl FanotifySensor {
                 io::Error::last_os_error().to_string(),
             ));
         }
-        self.watch_id = cgroup.id;
-        self.cgroup_dir = cgroup.dir.clone();
+        let dev = rustix::fs::stat(root)
+            .map_err(|e| {
+                SensorError::Attach(format!("fanotify on {}", root.display()), e.to_string())
+            })?
+            .st_dev;
+        self.marks.retain(|m| m.dev != dev);
+        self.marks.push(Mark {
+            dev,
+            watch_id: cgroup.id,
+            cgroup_dir: cgroup.dir.clone(),
+        });
+        self.verdicts.clear();
         self.started = Instant::now();
         Ok(())
     }
 
-    /// Whether a process belongs to the watched cgroup subtree. A process that is gone before
-    /// it can be asked is taken to belong (the container's short-lived processes are the
-    /// likely ones).
-    fn is_watched(&mut self, pid: u32) -> bool {
-        if let Some(&verdict) = self.verdicts.get(&pid) {
+    /// Stops attributing events to the watch (its file system goes with its container).
+    pub fn unmark(&mut self, watch_id: u64) {
+        self.marks.retain(|m| m.watch_id != watch_id);
+        self.verdicts.clear();
+    }
+
+    /// Whether a process belongs to a mark's cgroup subtree. A process that is gone before it
+    /// can be asked is taken to belong (the container's short-lived processes are the likely
+    /// ones).
+    fn is_watched(&mut self, pid: u32, mark: usize) -> bool {
+        let key = (pid, self.marks[mark].watch_id);
+        if let Some(&verdict) = self.verdicts.get(&key) {
             return verdict;
         }
         let verdict = match Cgroup::of_process(&self.unified_root, pid) {
-            Ok(c) => c.dir.starts_with(&self.cgroup_dir),
+            Ok(c) => c.dir.starts_with(&self.marks[mark].cgroup_dir),
             Err(_) => true,
         };
         if self.verdicts.len() >= VERDICT_CACHE {
             self.verdicts.clear();
         }
-        self.verdicts.insert(pid, verdict);
+        self.verdicts.insert(key, verdict);
         verdict
     }
 
@@ -166,13 +190,22 @@ impl FanotifySensor {
                 }
                 // SAFETY: the event's fd is ours to close.
                 let file = unsafe { OwnedFd::from_raw_fd(meta.fd) };
-                if !self.is_watched(meta.pid.max(0) as u32) {
+                let mark = rustix::fs::fstat(&file)
+                    .ok()
+                    .and_then(|st| self.marks.iter().position(|m| m.dev == st.st_dev));
+                let Some(mark) = mark else {
+                    self.others += 1;
+                    continue;
+                };
+                if !self.is_watched(meta.pid.max(0) as u32, mark) {
                     self.others += 1;
                     continue;
                 }
                 if let Some(access) = self.access(&meta, &file) {
+                    let watch_id = self.marks[mark].watch_id;
                     out.push(SensorEvent {
-                        watch_id: self.watch_id,
+                        watch_id,
+                        cgroup_id: watch_id,
                         access: Some(access),
                     });
                 }

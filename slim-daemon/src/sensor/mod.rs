@@ -78,11 +78,11 @@ impl Sensor {
         spots.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    /// Watches a container before it starts (eBPF: its cgroup, or a parent with `subtree`).
+    /// Watches a container before it starts (eBPF: a parent cgroup it will start below).
     /// The watch id its events carry.
-    pub fn watch_cgroup(&mut self, cgroup: &Cgroup, subtree: bool) -> Result<u64, SensorError> {
+    pub fn watch_cgroup(&mut self, cgroup: &Cgroup) -> Result<u64, SensorError> {
         match self {
-            Sensor::Ebpf(s) => s.watch(cgroup, subtree).map(|()| cgroup.id),
+            Sensor::Ebpf(s) => s.watch(cgroup).map(|()| cgroup.id),
             Sensor::Fanotify(_) => Err(SensorError::Load("fanotify cannot watch a cgroup".into())),
         }
     }
@@ -91,7 +91,7 @@ impl Sensor {
     /// file system, for the processes of that cgroup subtree (fanotify).
     pub fn watch_container(&mut self, cgroup: &Cgroup, root: &Path) -> Result<u64, SensorError> {
         match self {
-            Sensor::Ebpf(s) => s.watch(cgroup, true).map(|()| cgroup.id),
+            Sensor::Ebpf(s) => s.watch(cgroup).map(|()| cgroup.id),
             Sensor::Fanotify(s) => s.mark(root, cgroup).map(|()| cgroup.id),
         }
     }
