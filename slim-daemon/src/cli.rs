@@ -40,6 +40,36 @@ pub enum Command {
     Info(InfoArgs),
     /// Run an image and its slim image the same way and compare what they do.
     Verify(VerifyArgs),
+    /// Watch every labelled container of this host from its first instruction, keep its
+    /// access report, and serve the reports over HTTP.
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Where the reports are kept.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/slimd")]
+    pub state_dir: PathBuf,
+    /// Where the HTTP API listens (read-only, no authentication: keep it node-local).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9410")]
+    pub listen: std::net::SocketAddr,
+    /// Watch containers with this label (KEY, or KEY=VALUE); repeat to require several.
+    #[arg(
+        long = "label",
+        value_name = "KEY[=VALUE]",
+        default_value = "slimd.observe=true"
+    )]
+    pub labels: Vec<crate::daemon::selector::LabelRule>,
+    /// Seconds between writes of the reports that changed (they are also written when a
+    /// container exits, and when the daemon stops).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = crate::scenario::parse_secs)]
+    pub flush_interval: f64,
+    /// How to watch: eBPF, fanotify, or eBPF with fanotify as the fallback.
+    #[arg(long, value_enum, default_value_t = SensorChoice::Auto)]
+    pub sensor: SensorChoice,
+    /// Size of the eBPF ring buffer in KiB (a power of two).
+    #[arg(long, value_name = "KIB", default_value_t = crate::sensor::ebpf::DAEMON_RING_KB)]
+    pub ring_buffer_kb: u32,
 }
 
 /// What to do with the running container, and when to stop it.
@@ -161,9 +191,10 @@ pub struct BuildArgs {
     /// The original image: name:tag or id in the engine, `oci:DIR[:REF]` or
     /// `docker-archive:FILE`.
     pub image: String,
-    /// An access report of the image; repeat to merge several.
-    #[arg(short, long = "report", value_name = "FILE")]
-    pub reports: Vec<PathBuf>,
+    /// An access report of the image (a file, or an http:// URL such as a daemon's
+    /// /images/<id>/report); repeat to merge several.
+    #[arg(short, long = "report", value_name = "FILE|URL")]
+    pub reports: Vec<String>,
     /// Tag of the slim image (default: <repo>:<tag>-slim).
     #[arg(short, long)]
     pub tag: Option<String>,
@@ -180,9 +211,9 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// Reports of one image.
+    /// Reports of one image: files, or http:// URLs.
     #[arg(required = true, num_args = 1..)]
-    pub reports: Vec<PathBuf>,
+    pub reports: Vec<String>,
     /// Where to write the merged report.
     #[arg(short, long)]
     pub output: PathBuf,

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod cli;
 pub mod cmd;
+pub mod daemon;
 pub mod fsutil;
 pub mod image;
 pub mod interrupt;

@@ -1,22 +1,31 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use slimd::{cli::Cli, interrupt, ui::Ui};
+use slimd::{
+    cli::{Cli, Command},
+    interrupt,
+    ui::Ui,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match (cli.quiet, cli.verbose) {
+    // The daemon logs what it does, with times; commands only warn unless asked.
+    let daemon = matches!(cli.command, Command::Daemon(_));
+    let level = match (cli.quiet, cli.verbose + u8::from(daemon)) {
         (true, _) => tracing::Level::ERROR,
         (false, 0) => tracing::Level::WARN,
         (false, 1) => tracing::Level::INFO,
         (false, _) => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+        .with_target(false);
+    if daemon {
+        logs.init();
+    } else {
+        logs.without_time().init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -197,7 +197,7 @@ impl Observation {
 
 /// The executable, working directory and mapped files of a running process, as paths in
 /// its own mount namespace (the kernel prints them relative to the process's root).
-fn running_process_accesses(pid: u32) -> Vec<Access> {
+pub fn running_process_accesses(pid: u32) -> Vec<Access> {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let comm = std::fs::read_to_string(proc_dir.join("comm"))
         .map(|c| c.trim_end().to_owned())
@@ -272,9 +272,15 @@ fn search_path(proc_dir: &Path) -> Vec<Vec<u8>> {
 /// The mount points other than the root, from the recording or, when no process of the
 /// container could be asked, from what the engine says it mounted.
 pub fn mount_points(recording: &Recording, engine_mounts: &[String]) -> BTreeSet<PathBuf> {
-    if let Some(m) = &recording.mounts {
-        return m.others.clone();
+    match &recording.mounts {
+        Some(m) => m.others.clone(),
+        None => default_mount_points(engine_mounts),
     }
+}
+
+/// The mounts every container has, with the engine's volumes and bind mounts, for when no
+/// process of the container can be asked.
+pub fn default_mount_points(engine_mounts: &[String]) -> BTreeSet<PathBuf> {
     const DOCKER_MOUNTS: [&str; 6] = [
         "/proc",
         "/dev",
@@ -316,12 +322,16 @@ pub fn make_report(
         image,
         containers: vec![container],
         sensor: recording.sensor.clone(),
-        started_at: humantime::format_rfc3339_millis(recording.started_at).to_string(),
-        ended_at: humantime::format_rfc3339_millis(recording.ended_at).to_string(),
+        started_at: crate::report::rfc3339(recording.started_at),
+        ended_at: crate::report::rfc3339(recording.ended_at),
         complete: recording.events.is_complete(),
+        coverage: Default::default(),
+        containers_omitted: 0,
         events: recording.events.clone(),
         paths,
     };
+    let mut report = report;
+    report.update_coverage();
     Ok((report, stats))
 }
 

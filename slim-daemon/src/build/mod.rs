@@ -111,12 +111,13 @@ pub struct BuildSummary {
     pub written: Vec<String>,
 }
 
-/// Reads report files.
-pub fn read_reports(paths: &[PathBuf]) -> Result<Vec<(PathBuf, AccessReport)>, BuildError> {
-    paths
-        .iter()
-        .map(|p| Ok((p.clone(), AccessReport::read(p)?)))
-        .collect()
+/// Reads reports: files, or `http://` URLs.
+pub async fn read_reports(sources: &[String]) -> Result<Vec<(PathBuf, AccessReport)>, BuildError> {
+    let mut out = Vec::with_capacity(sources.len());
+    for source in sources {
+        out.push((PathBuf::from(source), AccessReport::load(source).await?));
+    }
+    Ok(out)
 }
 
 /// Builds the slim image of `spec` from reports recorded against it (none is fine when the

@@ -10,7 +10,7 @@ use crate::{
 
 pub async fn execute(args: BuildArgs, ui: Ui) -> anyhow::Result<()> {
     let source_date_epoch = build::source_date_epoch()?;
-    let reports = build::read_reports(&args.reports)?;
+    let reports = build::read_reports(&args.reports).await?;
     let spec = ImageSpec::parse(&args.image);
     let options = BuildOptions {
         tag: args.tag,

@@ -2,12 +2,13 @@
 use crate::{
     build,
     cli::MergeArgs,
+    interrupt,
     report::AccessReport,
     ui::{self, Ui},
 };
 
-pub fn execute(args: MergeArgs, ui: Ui) -> anyhow::Result<()> {
-    let reports = build::read_reports(&args.reports)?;
+pub async fn execute(args: MergeArgs, ui: Ui) -> anyhow::Result<()> {
+    let reports = build::read_reports(&args.reports).await?;
     let count = reports.len();
     let merged = AccessReport::merge(
         reports
@@ -15,7 +16,7 @@ pub fn execute(args: MergeArgs, ui: Ui) -> anyhow::Result<()> {
             .map(|(p, r)| (p.display().to_string(), r))
             .collect(),
     )?;
-    merged.write(&args.output)?;
+    interrupt::blocking(|| merged.write(&args.output))?;
     ui.result(format!(
         "Merged {count} reports of {} ({} paths) -> {}",
         merged.image.reference,

@@ -1,5 +1,6 @@
 //! One module per subcommand, dispatched from [`Command::execute`].
 mod build;
+mod daemon;
 mod info;
 mod merge;
 mod observe;
@@ -11,7 +12,7 @@ use anyhow::Context;
 use crate::{
     build::{BuildSummary, Outputs, SelectionRules},
     cli::{Command, OutputArgs, ScenarioArgs, SelectionArgs},
-    interrupt::{self, cancellable},
+    interrupt::cancellable,
     probe::HttpProbe,
     scenario::{Ending, Scenario},
     ui::{self, Ui},
@@ -26,9 +27,11 @@ impl Command {
             Command::Run(args) => run::execute(args, ui).await,
             Command::Observe(args) => observe::execute(args, ui).await,
             Command::Build(args) => cancellable(build::execute(args, ui)).await,
-            Command::Merge(args) => interrupt::blocking(|| merge::execute(args, ui)),
+            Command::Merge(args) => cancellable(merge::execute(args, ui)).await,
             Command::Info(args) => cancellable(info::execute(args, ui)).await,
             Command::Verify(args) => verify::execute(args, ui).await,
+            // The daemon takes signals as the order to write its reports and stop.
+            Command::Daemon(args) => daemon::execute(args).await,
         }
     }
 }

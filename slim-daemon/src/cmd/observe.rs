@@ -11,7 +11,7 @@ use crate::{
         source::{self, ImageSpec, Via},
     },
     interrupt,
-    report::{ContainerRef, ImageRef},
+    report::{ContainerRef, ImageRef, PartialReason},
     runtime::{Docker, cgroup},
     scenario::{Ending, deadline},
     sensor::Sensor,
@@ -105,7 +105,7 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
             }
         };
     let mounts = session::mount_points(&recording, &container.mount_destinations);
-    let (report, stats) = session::make_report(
+    let (mut report, stats) = session::make_report(
         &recording,
         files,
         &mounts,
@@ -113,11 +113,20 @@ pub async fn execute(args: ObserveArgs, ui: Ui) -> anyhow::Result<()> {
             reference: container.image_ref.clone(),
             id: image.id.clone(),
         },
-        ContainerRef {
-            id: container.id.clone(),
-            name: container.name.clone(),
-        },
+        ContainerRef::watched(
+            &container.id,
+            &container.name,
+            container.labels.clone(),
+            "observe",
+            recording.started_at,
+            recording.ended_at,
+        ),
     )?;
+    // It attached to a running container: the report saw only part of its life.
+    report.mark_partial(PartialReason::StartedBeforeObserver);
+    if ending != Ending::Exited {
+        report.mark_partial(PartialReason::ObserverStoppedFirst);
+    }
     report.write(&args.output)?;
     tracing::debug!(?stats, "resolution");
     if !report.complete {

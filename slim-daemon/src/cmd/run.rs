@@ -288,10 +288,14 @@ impl Plan<'_> {
                 reference: args.image.clone(),
                 id: image.id.clone(),
             },
-            ContainerRef {
-                id: container.id.clone(),
-                name: container.name.clone(),
-            },
+            ContainerRef::watched(
+                &container.id,
+                &container.name,
+                container.labels.clone(),
+                "run",
+                recording.started_at,
+                recording.ended_at,
+            ),
         )?;
         if let Some(path) = &args.report {
             report.write(path)?;

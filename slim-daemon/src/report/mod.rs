@@ -10,7 +10,21 @@ use std::{
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::fsutil;
+use crate::{fsutil, interrupt};
+
+/// An error with its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(&format!(": {said}"));
+        }
+        cause = c.source();
+    }
+    text
+}
 
 /// The schema version this slimd writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -29,6 +43,8 @@ pub enum ReportError {
     Version(PathBuf, u64),
     #[error("cannot write report {0}: {1}")]
     Write(PathBuf, std::io::Error),
+    #[error("cannot fetch report {0}: {1}")]
+    Fetch(String, String),
     #[error(
         "reports of different images cannot be merged: {0} is of image {1}, {2} is of image {3}"
     )]
@@ -65,10 +81,90 @@ pub struct ImageRef {
     pub id: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// A container that contributed to the report, and who watched it, where and when.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ContainerRef {
     pub id: String,
     pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The host (node) it ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// What watched it (`slimd 0.1.0 daemon`, `slimd 0.1.0 run`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observer: Option<String>,
+    /// When the observation of this container began and ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_to: Option<String>,
+}
+
+impl ContainerRef {
+    /// A container watched by this slimd (`how`: `run`, `observe`, `daemon`) on this host.
+    pub fn watched(
+        id: &str,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        how: &str,
+        from: std::time::SystemTime,
+        to: std::time::SystemTime,
+    ) -> Self {
+        ContainerRef {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            labels,
+            host: Some(hostname()),
+            observer: Some(format!("{} {how}", AccessReport::generator())),
+            observed_from: Some(rfc3339(from)),
+            observed_to: Some(rfc3339(to)),
+        }
+    }
+}
+
+/// A time as reports write it.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Why a report saw only part of a container's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartialReason {
+    /// The container was already running when the observation began (`observe`, or a daemon
+    /// that started or restarted after it).
+    StartedBeforeObserver,
+    /// The observation ended while the container was still running.
+    ObserverStoppedFirst,
+}
+
+/// How much of the containers' lives a report covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CoverageState {
+    /// Every container was seen from its first instruction to its end, and nothing was lost.
+    #[default]
+    Complete,
+    /// Some part of some container's life was not seen (see `partial`).
+    Partial,
+    /// Events were lost: the report may miss paths even of what it saw.
+    Incomplete,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    pub state: CoverageState,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub partial: BTreeSet<PartialReason>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +197,13 @@ pub struct EventCounts {
     /// Distinct accesses beyond what one observation keeps (`MAX_ACCESSES`): not recorded.
     #[serde(default)]
     pub over_limit: u64,
+}
+
+/// Container entries a report keeps.
+const MAX_CONTAINERS: usize = 1000;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Entries of `lost_per_cpu` a merge keeps.
@@ -181,12 +284,19 @@ pub struct AccessReport {
     pub generator: String,
     pub image: ImageRef,
     pub containers: Vec<ContainerRef>,
+    /// Containers merged in whose entries were dropped (beyond `MAX_CONTAINERS`, oldest
+    /// first); their paths are still in the report.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub containers_omitted: u64,
     pub sensor: SensorInfo,
     pub started_at: String,
     pub ended_at: String,
     pub events: EventCounts,
     /// False when events were lost or paths could not be read: the report may miss paths.
     pub complete: bool,
+    /// `complete` together with what parts of the containers' lives were seen.
+    #[serde(default)]
+    pub coverage: Coverage,
     #[serde(serialize_with = "ser_paths", deserialize_with = "de_paths")]
     pub paths: BTreeMap<PathBuf, PathRecord>,
 }
@@ -201,6 +311,45 @@ impl AccessReport {
             .and_then(|f| fsutil::read_bounded(f, MAX_REPORT_BYTES, "the report"))
             .map_err(|e| ReportError::Read(path.to_path_buf(), e))?;
         Self::from_slice(&text, path)
+    }
+
+    /// A report from an HTTP URL (a daemon's `/images/<id>/report`, say): no redirect is
+    /// followed, the body is bounded, and the wait is too.
+    pub async fn fetch(url: &str) -> Result<Self, ReportError> {
+        let bad = |e: String| ReportError::Fetch(url.to_owned(), e);
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        let mut response = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| bad(error_chain(&e)))?;
+        if !response.status().is_success() {
+            return Err(bad(format!("the server answered {}", response.status())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| bad(error_chain(&e)))? {
+            if (body.len() + chunk.len()) as u64 > MAX_REPORT_BYTES {
+                return Err(bad(format!("it is larger than {MAX_REPORT_BYTES} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Self::from_slice(&body, Path::new(url))
+    }
+
+    /// A report from a file, or from an `http://` URL.
+    pub async fn load(source: &str) -> Result<Self, ReportError> {
+        if source.starts_with("http://") || source.starts_with("https://") {
+            Self::fetch(source).await
+        } else {
+            let path = PathBuf::from(source);
+            interrupt::blocking(|| Self::read(&path))
+        }
     }
 
     /// Parses a report; `source` names it in errors.
@@ -221,7 +370,28 @@ impl AccessReport {
         if version != u64::from(SCHEMA_VERSION) {
             return Err(ReportError::Version(source.to_path_buf(), version));
         }
-        serde_json::from_slice(text).map_err(|e| bad(e.to_string()))
+        let mut report: AccessReport =
+            serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
+        report.update_coverage();
+        Ok(report)
+    }
+
+    /// Marks that part of a container's life was not seen.
+    pub fn mark_partial(&mut self, reason: PartialReason) {
+        self.coverage.partial.insert(reason);
+        self.update_coverage();
+    }
+
+    /// The coverage state, from what the report knows: lost events make it incomplete, any
+    /// unseen part partial.
+    pub fn update_coverage(&mut self) {
+        self.coverage.state = if !self.complete {
+            CoverageState::Incomplete
+        } else if !self.coverage.partial.is_empty() {
+            CoverageState::Partial
+        } else {
+            CoverageState::Complete
+        };
     }
 
     /// Writes the report atomically: a reader sees the old file or the whole new one.
@@ -252,9 +422,31 @@ impl AccessReport {
 
     fn absorb(&mut self, other: AccessReport) {
         for c in other.containers {
-            if !self.containers.contains(&c) {
-                self.containers.push(c);
+            match self
+                .containers
+                .iter_mut()
+                .find(|m| m.id == c.id && m.host == c.host)
+            {
+                // One container seen twice (a restart, or a report and its update): one entry
+                // spanning both.
+                Some(mine) => {
+                    mine.observed_from = mine.observed_from.take().min(c.observed_from);
+                    mine.observed_to = mine.observed_to.take().max(c.observed_to);
+                    mine.labels.extend(c.labels);
+                }
+                None => self.containers.push(c),
             }
+        }
+        self.containers_omitted = self
+            .containers_omitted
+            .saturating_add(other.containers_omitted);
+        if self.containers.len() > MAX_CONTAINERS {
+            // The oldest go: an image's report stays the same size however long it is kept.
+            self.containers
+                .sort_by(|a, b| b.observed_to.cmp(&a.observed_to));
+            let dropped = self.containers.len() - MAX_CONTAINERS;
+            self.containers.truncate(MAX_CONTAINERS);
+            self.containers_omitted = self.containers_omitted.saturating_add(dropped as u64);
         }
         let mut kinds: BTreeSet<&str> = self.sensor.kind.split(',').collect();
         kinds.extend(other.sensor.kind.split(','));
@@ -268,6 +460,9 @@ impl AccessReport {
         self.ended_at = self.ended_at.clone().max(other.ended_at);
         self.events.add(&other.events);
         self.complete &= other.complete;
+        // A merge is partial when any part is, and never the other way round.
+        self.coverage.partial.extend(other.coverage.partial);
+        self.update_coverage();
         for (path, record) in other.paths {
             match self.paths.get_mut(&path) {
                 Some(mine) => {

@@ -6,6 +6,7 @@ pub mod walk;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    ops::Deref,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
@@ -32,10 +33,15 @@ pub struct ResolveStats {
     pub no_base: u64,
 }
 
-/// Accumulates the report's paths from accesses.
-pub struct Resolver<'a> {
-    files: &'a ImageFiles,
-    walker: Walker<'a>,
+/// Accumulates the report's paths from accesses. It holds the image's files and the
+/// container's mounts by reference (`&T`) or shared (`Arc<T>`, for a watch that lives long).
+pub struct Resolver<F, M>
+where
+    F: Deref<Target = ImageFiles>,
+    M: Deref<Target = BTreeSet<PathBuf>>,
+{
+    files: F,
+    mounts: M,
     paths: BTreeMap<PathBuf, PathRecord>,
     /// Executables whose interpreter was looked for already: a container that runs one file
     /// under many spellings costs one read of it.
@@ -43,12 +49,16 @@ pub struct Resolver<'a> {
     pub stats: ResolveStats,
 }
 
-impl<'a> Resolver<'a> {
+impl<F, M> Resolver<F, M>
+where
+    F: Deref<Target = ImageFiles>,
+    M: Deref<Target = BTreeSet<PathBuf>>,
+{
     /// `mounts`: the container's mount points other than its root.
-    pub fn new(files: &'a ImageFiles, mounts: &'a BTreeSet<PathBuf>) -> Self {
+    pub fn new(files: F, mounts: M) -> Self {
         Resolver {
             files,
-            walker: Walker::new(&files.tree, mounts),
+            mounts,
             paths: BTreeMap::new(),
             examined: HashMap::new(),
             stats: ResolveStats::default(),
@@ -57,6 +67,11 @@ impl<'a> Resolver<'a> {
 
     pub fn finish(self) -> (BTreeMap<PathBuf, PathRecord>, ResolveStats) {
         (self.paths, self.stats)
+    }
+
+    /// The paths found so far.
+    pub fn paths(&self) -> &BTreeMap<PathBuf, PathRecord> {
+        &self.paths
     }
 
     pub fn add(&mut self, access: &Access) {
@@ -98,7 +113,7 @@ impl<'a> Resolver<'a> {
         follow: bool,
         access: &Access,
     ) -> Option<PathBuf> {
-        let walk = self.walker.walk(dir, path, follow);
+        let walk = Walker::new(&self.files.tree, &self.mounts).walk(dir, path, follow);
         for link in &walk.links {
             self.record(link, Use::Follow, access);
         }
@@ -126,7 +141,7 @@ impl<'a> Resolver<'a> {
         if depth >= MAX_INTERP_DEPTH {
             return;
         }
-        let files = self.files;
+        let files = &*self.files;
         let interp = self
             .examined
             .entry(exe.to_path_buf())

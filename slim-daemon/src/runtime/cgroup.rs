@@ -5,7 +5,10 @@
 //! also puts every container into the unified hierarchy.
 use std::{
     fs, io,
-    os::unix::fs::MetadataExt,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
     path::{Path, PathBuf},
 };
 
@@ -79,5 +82,91 @@ impl Cgroup {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(CgroupError::Dir(self.dir.clone(), e)),
         }
+    }
+}
+
+/// The unified hierarchy, opened, for finding cgroups by the id the kernel reports.
+pub struct CgroupFs {
+    root: PathBuf,
+    fd: OwnedFd,
+}
+
+/// A file handle of cgroupfs (kernfs): its type and the node id, which is the cgroup id.
+#[repr(C)]
+struct KernfsHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    id: u64,
+}
+
+const FILEID_KERNFS: i32 = 0xfe;
+
+impl CgroupFs {
+    pub fn open() -> Result<Self, CgroupError> {
+        let root = unified_root()?;
+        let fd = rustix::fs::open(
+            &root,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| CgroupError::Dir(root.clone(), e.into()))?;
+        Ok(CgroupFs { root, fd })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The cgroup with this id, by its path below the root (`/docker/<id>`); None when it is
+    /// gone (or the kernel cannot say).
+    pub fn path_of(&self, id: u64) -> Option<PathBuf> {
+        let handle = KernfsHandle {
+            handle_bytes: 8,
+            handle_type: FILEID_KERNFS,
+            id,
+        };
+        // SAFETY: open_by_handle_at reads a handle of the size it states, and returns a new
+        // fd (or -1) that nothing else owns.
+        let raw = unsafe {
+            libc::syscall(
+                libc::SYS_open_by_handle_at,
+                self.fd.as_raw_fd(),
+                &handle as *const KernfsHandle,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: see above.
+        let dir = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        let full = fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
+        let rel = full.strip_prefix(&self.root).ok()?;
+        Some(Path::new("/").join(rel))
+    }
+
+    /// The cgroup at `rel` below the root.
+    pub fn at(&self, rel: &Path) -> Result<Cgroup, CgroupError> {
+        Cgroup::at(&self.root, rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_cgroup_by_its_id() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped finds_a_cgroup_by_its_id: needs root (open_by_handle_at)");
+            return;
+        }
+        let fs = CgroupFs::open().expect("the unified hierarchy");
+        let mine = Cgroup::of_process(fs.root(), std::process::id()).expect("my cgroup");
+        let rel = Path::new("/").join(mine.dir.strip_prefix(fs.root()).unwrap());
+        assert_eq!(fs.path_of(mine.id), Some(rel));
+        assert_eq!(fs.path_of(u64::MAX), None);
     }
 }

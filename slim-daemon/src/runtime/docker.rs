@@ -49,6 +49,7 @@ pub struct ContainerInfo {
     pub image_id: String,
     /// The image as the container was created from it (`app:1.0`).
     pub image_ref: String,
+    pub labels: std::collections::BTreeMap<String, String>,
     pub running: bool,
     pub status: String,
     /// The pid of the container's first process, as the host sees it.
@@ -125,6 +126,8 @@ const LOOPBACK: &str = "127.0.0.1";
 pub struct Docker {
     client: bollard::Docker,
     socket: String,
+    /// The engine's cgroup driver (`cgroupfs` or `systemd`), asked for once.
+    cgroup_driver: std::sync::OnceLock<String>,
 }
 
 fn socket_path() -> String {
@@ -173,7 +176,11 @@ impl Docker {
             .negotiate_version()
             .await
             .map_err(|e| RuntimeError::Unreachable(socket.clone(), e.to_string()))?;
-        Ok(Docker { client, socket })
+        Ok(Docker {
+            client,
+            socket,
+            cgroup_driver: std::sync::OnceLock::new(),
+        })
     }
 
     fn api(&self, doing: &str, e: BollardError) -> RuntimeError {
@@ -191,7 +198,7 @@ impl Docker {
             .info()
             .await
             .map_err(|e| self.api("reading engine info", e))?;
-        Ok(EngineInfo {
+        let info = EngineInfo {
             root_dir: info
                 .docker_root_dir
                 .unwrap_or_else(|| "/var/lib/docker".into()),
@@ -201,7 +208,9 @@ impl Docker {
                 .unwrap_or_else(|| "cgroupfs".into()),
             storage_driver: info.driver.unwrap_or_default(),
             version: info.server_version.unwrap_or_default(),
-        })
+        };
+        let _ = self.cgroup_driver.set(info.cgroup_driver.clone());
+        Ok(info)
     }
 
     pub async fn container(&self, name_or_id: &str) -> Result<ContainerInfo> {
@@ -223,7 +232,16 @@ impl Docker {
                 .trim_start_matches('/')
                 .to_owned(),
             image_id: c.image.unwrap_or_default(),
-            image_ref: c.config.and_then(|cfg| cfg.image).unwrap_or_default(),
+            image_ref: c
+                .config
+                .as_ref()
+                .and_then(|cfg| cfg.image.clone())
+                .unwrap_or_default(),
+            labels: c
+                .config
+                .and_then(|cfg| cfg.labels)
+                .map(|l| l.into_iter().collect())
+                .unwrap_or_default(),
             running,
             status: state
                 .status
@@ -601,6 +619,161 @@ impl Docker {
             Ok(_) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(self.api(&format!("removing image {reference}"), e)),
+        }
+    }
+}
+
+/// The container a cgroup path names: `/docker/<id>` (cgroupfs driver), or
+/// `/system.slice/docker-<id>.scope` (systemd driver), with any cgroups the container made
+/// below its own.
+fn container_of(path: &Path) -> Option<String> {
+    let names: Vec<&str> = path.iter().filter_map(|c| c.to_str()).collect();
+    names.iter().enumerate().find_map(|(i, name)| {
+        let scoped = name
+            .strip_prefix("docker-")
+            .and_then(|n| n.strip_suffix(".scope"));
+        match scoped {
+            Some(id) if is_container_id(id) => Some(id.to_owned()),
+            _ if i > 0 && names[i - 1] == "docker" && is_container_id(name) => {
+                Some((*name).to_owned())
+            }
+            _ => None,
+        }
+    })
+}
+
+/// A container's id: 64 hexadecimal digits.
+fn is_container_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl crate::runtime::Runtime for Docker {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn list(&self) -> Result<Vec<crate::runtime::Identity>> {
+        let options = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            ..Default::default()
+        };
+        let list = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.api("listing containers", e))?;
+        let mut out = Vec::with_capacity(list.len());
+        for summary in list {
+            let Some(id) = summary.id else { continue };
+            // Inspected one by one for the pid and the mounts; one that is gone meanwhile is
+            // simply not listed.
+            if let Some(identity) = crate::runtime::Runtime::identity(self, &id).await? {
+                out.push(identity);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn identity(&self, id: &str) -> Result<Option<crate::runtime::Identity>> {
+        match self.container(id).await {
+            Ok(c) => Ok(Some(crate::runtime::Identity {
+                id: c.id,
+                name: c.name,
+                image_ref: c.image_ref,
+                image_id: c.image_id,
+                labels: c.labels,
+                pid: c.pid,
+                running: c.running,
+                mount_destinations: c.mount_destinations,
+            })),
+            Err(RuntimeError::NoSuchContainer(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn events(
+        &self,
+    ) -> impl futures_util::Stream<Item = Result<crate::runtime::RuntimeEvent>> + Unpin + '_ {
+        use crate::runtime::{Lifecycle, RuntimeEvent};
+        let options = bollard::query_parameters::EventsOptions {
+            filters: Some(HashMap::from([
+                ("type".to_owned(), vec!["container".to_owned()]),
+                (
+                    "event".to_owned(),
+                    ["create", "start", "die", "destroy"]
+                        .map(str::to_owned)
+                        .to_vec(),
+                ),
+            ])),
+            ..Default::default()
+        };
+        Box::pin(self.client.events(Some(options)).filter_map(move |e| {
+            let event = match e {
+                Err(e) => Some(Err(self.api("following events", e))),
+                Ok(m) => {
+                    let what = match m.action.as_deref() {
+                        Some("create") => Some(Lifecycle::Created),
+                        Some("start") => Some(Lifecycle::Started),
+                        Some("die") => Some(Lifecycle::Exited),
+                        Some("destroy") => Some(Lifecycle::Removed),
+                        _ => None,
+                    };
+                    what.zip(m.actor.and_then(|a| a.id))
+                        .map(|(what, id)| Ok(RuntimeEvent { id, what }))
+                }
+            };
+            std::future::ready(event)
+        }))
+    }
+
+    fn cgroup_parents(&self) -> Vec<std::path::PathBuf> {
+        // The engine puts its containers under `docker` (cgroupfs driver) or, as
+        // `docker-<id>.scope`, under `system.slice` (systemd driver).
+        match self.cgroup_driver.get().map(String::as_str) {
+            Some("systemd") => vec!["/system.slice".into()],
+            _ => vec!["/docker".into()],
+        }
+    }
+
+    fn container_of_cgroup(&self, path: &Path) -> Option<String> {
+        container_of(path)
+    }
+
+    async fn image(
+        &self,
+        image_id: &str,
+    ) -> std::result::Result<crate::image::source::SourceImage, crate::image::source::SourceError>
+    {
+        crate::image::source::open(
+            &crate::image::source::ImageSpec::Engine(image_id.to_owned()),
+            Some(self),
+            crate::image::source::Via::Auto,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_of_cgroups_of_both_drivers() {
+        let id = "0123456789abcdef".repeat(4);
+        for path in [
+            format!("/docker/{id}"),
+            format!("/docker/{id}/init.scope"),
+            format!("/system.slice/docker-{id}.scope"),
+        ] {
+            assert_eq!(container_of(Path::new(&path)), Some(id.clone()), "{path}");
+        }
+        for path in [
+            "/docker".to_owned(),
+            "/system.slice/ssh.service".to_owned(),
+            format!("/other/{id}"),
+            "/docker/abc".to_owned(),
+        ] {
+            assert_eq!(container_of(Path::new(&path)), None, "{path}");
         }
     }
 }

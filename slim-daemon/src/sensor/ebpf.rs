@@ -26,6 +26,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/slimd-ebpf.o");
 /// The default ring buffer size: about 300,000 events with short absolute paths in flight,
 /// or 13,000 with walked directories.
 pub const DEFAULT_RING_KB: u32 = 32 << 10;
+/// The daemon's: a steady flow from long-running services, read as it comes.
+pub const DAEMON_RING_KB: u32 = 8 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SensorError {

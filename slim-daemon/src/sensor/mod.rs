@@ -35,10 +35,28 @@ impl Sensor {
         ring_kb: u32,
         fallback: impl FnOnce(&SensorError),
     ) -> Result<Self, SensorError> {
+        Self::load_with(choice, fallback, || EbpfSensor::load(ring_kb))
+    }
+
+    /// As [`Self::load`], with the eBPF programs loaded but not attached (see
+    /// [`EbpfSensor::attach`]).
+    pub fn load_detached(
+        choice: SensorChoice,
+        ring_kb: u32,
+        fallback: impl FnOnce(&SensorError),
+    ) -> Result<Self, SensorError> {
+        Self::load_with(choice, fallback, || EbpfSensor::load_detached(ring_kb))
+    }
+
+    fn load_with(
+        choice: SensorChoice,
+        fallback: impl FnOnce(&SensorError),
+        ebpf: impl Fn() -> Result<EbpfSensor, SensorError>,
+    ) -> Result<Self, SensorError> {
         match choice {
-            SensorChoice::Ebpf => EbpfSensor::load(ring_kb).map(|s| Sensor::Ebpf(Box::new(s))),
+            SensorChoice::Ebpf => ebpf().map(|s| Sensor::Ebpf(Box::new(s))),
             SensorChoice::Fanotify => FanotifySensor::new().map(Sensor::Fanotify),
-            SensorChoice::Auto => match EbpfSensor::load(ring_kb) {
+            SensorChoice::Auto => match ebpf() {
                 Ok(s) => Ok(Sensor::Ebpf(Box::new(s))),
                 // Not being root is not a reason to try fanotify, which needs root too.
                 Err(
