@@ -40,6 +40,20 @@ pub mod verdict {
     pub const IGNORE: u32 = 2;
 }
 
+/// Bytes kept of a cgroup's name (a container id is 64, `docker-<id>.scope` 77).
+pub const CGROUP_NAME_CAP: usize = 128;
+
+/// The name of a cgroup that was first seen through a watched ancestor (the `NAMES` map):
+/// user space can then tell whose it was even once it is gone.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CgroupName {
+    /// The watched ancestor it was seen through.
+    pub watch_id: u64,
+    /// NUL-terminated.
+    pub name: [u8; CGROUP_NAME_CAP],
+}
+
 /// `dirfd` value meaning "relative to the current working directory".
 pub const AT_FDCWD: i32 = -100;
 
@@ -214,4 +228,5 @@ mod pod {
     unsafe impl aya::Pod for super::SyscallSpec {}
     unsafe impl aya::Pod for super::PathEvent {}
     unsafe impl aya::Pod for super::Pending {}
+    unsafe impl aya::Pod for super::CgroupName {}
 }

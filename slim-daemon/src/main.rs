@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let logs = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     if daemon {
         logs.init();

@@ -25,6 +25,14 @@ pub static TASK_FS: u64 = 0;
 #[unsafe(no_mangle)]
 static TASK_START_TIME: u64 = 0;
 #[unsafe(no_mangle)]
+static TASK_CGROUPS: u64 = 0;
+#[unsafe(no_mangle)]
+static CSS_SET_DFL_CGRP: u64 = 0;
+#[unsafe(no_mangle)]
+static CGROUP_KN: u64 = 0;
+#[unsafe(no_mangle)]
+static KERNFS_NAME: u64 = 0;
+#[unsafe(no_mangle)]
 static TASK_FILES: u64 = 0;
 #[unsafe(no_mangle)]
 pub static FS_ROOT: u64 = 0;
@@ -156,6 +164,16 @@ impl KPath {
 #[inline(always)]
 pub fn task_start_time() -> u64 {
     read::<u64>(current_task(), off(&TASK_START_TIME)).unwrap_or(0)
+}
+
+/// The name of the current task's cgroup in the unified hierarchy
+/// (`task->cgroups->dfl_cgrp->kn->name`).
+#[inline(always)]
+pub fn cgroup_name() -> *const u8 {
+    let css_set = kptr(current_task(), off(&TASK_CGROUPS));
+    let cgroup = kptr(css_set, off(&CSS_SET_DFL_CGRP));
+    let kn = kptr(cgroup, off(&CGROUP_KN));
+    kptr(kn, off(&KERNFS_NAME))
 }
 
 /// The current task's `fs_struct`.

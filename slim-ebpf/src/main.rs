@@ -31,13 +31,13 @@ use aya_ebpf::{
         bpf_probe_read_user_str,
     },
     macros::{btf_tracepoint, map},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::BtfTracePointContext,
 };
 use kernel::{BPRM_FILE, BPRM_FILENAME, BPRM_INTERP, KPath, kptr, off};
 use slim_common::{
-    AT_FDCWD, DIR_CAP, MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_CAP, PATH_OFFSET, PathEvent,
-    Pending, SyscallSpec, config, flags_kind, stat, status, verdict,
+    AT_FDCWD, CGROUP_NAME_CAP, CgroupName, DIR_CAP, MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_CAP,
+    PATH_OFFSET, PathEvent, Pending, SyscallSpec, config, flags_kind, stat, status, verdict,
 };
 
 /// Events to user space. User space sets the real size at load time.
@@ -49,6 +49,14 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 23, 0);
 /// its subtree, and an ignored one takes its own subtree back out.
 #[map]
 static WATCHED: HashMap<u64, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Names of cgroups first seen through a watched ancestor, by cgroup id.
+#[map]
+static NAMES: LruHashMap<u64, CgroupName> = LruHashMap::with_max_entries(4096, 0);
+
+/// Scratch space for a name (kept off the stack).
+#[map]
+static NAME_SCRATCH: PerCpuArray<CgroupName> = PerCpuArray::with_max_entries(1, 0);
 
 /// Run-time settings and state, indexed by `slim_common::config`.
 #[map]
@@ -109,6 +117,11 @@ fn watch_id(cgroup: u64) -> Option<u64> {
         return (slot.watch != 0).then_some(slot.watch);
     }
     let watch = lookup_watch(cgroup);
+    if let Some(w) = watch
+        && w != cgroup
+    {
+        remember_name(cgroup, w);
+    }
     *slot = WatchVerdict {
         cgroup,
         watch: watch.unwrap_or(0),
@@ -140,6 +153,29 @@ fn lookup_watch(cgroup: u64) -> Option<u64> {
         }
     }
     None
+}
+
+/// Keeps the name of a cgroup seen through the watched ancestor `watch` (once per cgroup,
+/// CPU and change of the watched set).
+#[inline(always)]
+fn remember_name(cgroup: u64, watch: u64) {
+    let Some(scratch) = NAME_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU scratch slot, used by one program at a time on this CPU.
+    let scratch = unsafe { &mut *scratch };
+    scratch.watch_id = watch;
+    // SAFETY: the helper checks the kernel address and writes at most the buffer's size.
+    let n = unsafe {
+        bpf_probe_read_kernel_str(
+            scratch.name.as_mut_ptr().cast(),
+            CGROUP_NAME_CAP as u32,
+            kernel::cgroup_name().cast(),
+        )
+    };
+    if n > 0 {
+        let _ = NAMES.insert(&cgroup, &*scratch, 0);
+    }
 }
 
 /// The cheap fields of an event, needed to decide whether to send it.

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, bail};
 
 /// Debian packages and a command each provides.
-const PACKAGES: [(&str, &str); 7] = [
+const PACKAGES: [(&str, &str); 8] = [
     ("docker.io", "dockerd"),
     ("debootstrap", "debootstrap"),
     ("skopeo", "skopeo"),
@@ -20,6 +20,8 @@ const PACKAGES: [(&str, &str); 7] = [
     // A client on the host for the redis service case.
     ("redis-tools", "redis-cli"),
     ("gcc", "gcc"),
+    // A real Prometheus and promtool for the daemon's metrics.
+    ("prometheus", "promtool"),
 ];
 const DOCKERD_LOG: &str = "/var/log/slimd-dockerd.log";
 

@@ -1,7 +1,7 @@
 //! The daemon's Prometheus metrics, in the text exposition format at `/metrics`.
 use prometheus_client::{
     encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, info::Info},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 
@@ -79,21 +79,46 @@ impl Metrics {
             "1 while the sys_enter program is attached (only while labelled containers exist)",
             m.syscall_program_attached.clone(),
         );
-        registry.register(
-            "sensor",
-            "The sensor and slimd's version",
-            Info::new(vec![
+        // A gauge of 1 rather than an OpenMetrics info metric: the classic text format, which
+        // promtool and older scrapers read, has no info type.
+        let sensor: Family<Vec<(String, String)>, Gauge> = Family::default();
+        sensor
+            .get_or_create(&vec![
                 ("kind".to_owned(), sensor_kind.to_owned()),
                 ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
-            ]),
-        );
+            ])
+            .set(1);
+        registry.register("sensor_info", "The sensor and slimd's version", sensor);
         Metrics { registry, ..m }
     }
 
-    /// The exposition text.
+    /// The exposition text in Prometheus's classic text format (0.0.4), which every scraper
+    /// and promtool read. prometheus-client writes OpenMetrics; the two differ only in how a
+    /// counter's family is named (`foo` there, `foo_total` here) and in the `# EOF` line.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String does not fail");
+        let mut open_metrics = String::new();
+        encode(&mut open_metrics, &self.registry).expect("writing to a String does not fail");
+        let counters: Vec<String> = open_metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+            .map(str::to_owned)
+            .collect();
+        let mut out = String::with_capacity(open_metrics.len());
+        for line in open_metrics.lines() {
+            if line == "# EOF" {
+                continue;
+            }
+            let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+                let rest = line.strip_prefix(prefix)?;
+                let (name, tail) = rest.split_once(' ')?;
+                counters
+                    .iter()
+                    .any(|c| c == name)
+                    .then(|| format!("{prefix}{name}_total {tail}"))
+            });
+            out.push_str(renamed.as_deref().unwrap_or(line));
+            out.push('\n');
+        }
         out
     }
 
@@ -103,5 +128,23 @@ impl Metrics {
                 .get_or_create(&vec![("cpu".to_owned(), cpu.to_string())])
                 .set(i64::try_from(*lost).unwrap_or(i64::MAX));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_as_the_classic_format_wants() {
+        let m = Metrics::new("ebpf");
+        m.events_received.inc();
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE slimd_events_total counter\nslimd_events_total 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("slimd_sensor_info{kind=\"ebpf\""), "{text}");
+        assert!(!text.contains("# EOF"));
     }
 }

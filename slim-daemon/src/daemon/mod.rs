@@ -104,6 +104,8 @@ pub struct Daemon {
     dirty_images: BTreeSet<String>,
     /// When the sensor started: accesses count from here.
     sensor_started: Instant,
+    /// Since when the syscall program is attached, if it is.
+    attached_since: Option<std::time::SystemTime>,
     lost_seen: u64,
     batch: Vec<SensorEvent>,
 }
@@ -170,6 +172,7 @@ pub async fn run<R: Runtime>(
         flushed: HashMap::new(),
         dirty_images: BTreeSet::new(),
         sensor_started: Instant::now(),
+        attached_since: None,
         lost_seen: 0,
         batch: Vec::new(),
         options,
@@ -185,11 +188,13 @@ pub async fn run<R: Runtime>(
             None => break,
         };
         backoff = Duration::from_secs(1);
+        // Events from before the listing are replayed after it: none falls in between.
+        let listed = std::time::SystemTime::now();
         if let Err(e) = daemon.resume(&runtime, &mut previous).await {
             tracing::warn!("cannot list containers: {e}; trying again");
             continue;
         }
-        match daemon.serve(&runtime).await {
+        match daemon.serve(&runtime, listed).await {
             Ended::Signal => break,
             Ended::RuntimeLost(why) => {
                 tracing::warn!("lost the {} runtime ({why}); reconnecting", runtime.name());
@@ -249,6 +254,9 @@ impl Daemon {
         runtime: &R,
         previous: &mut HashMap<String, AccessReport>,
     ) -> Result<(), RuntimeError> {
+        // Attached while the daemon takes stock: a container that starts meanwhile is seen
+        // from its first instruction (its events wait in the ring buffer).
+        self.attach(true);
         if let Sensor::Ebpf(ebpf) = &mut self.sensor {
             for parent in runtime.cgroup_parents() {
                 match self.cgroupfs.at(&parent) {
@@ -297,8 +305,8 @@ impl Daemon {
     }
 
     /// Serves one connection to the runtime, until a signal or until the runtime is lost.
-    async fn serve<R: Runtime>(&mut self, runtime: &R) -> Ended {
-        let mut events = runtime.events();
+    async fn serve<R: Runtime>(&mut self, runtime: &R, since: std::time::SystemTime) -> Ended {
+        let mut events = runtime.events(since);
         let mut tick = tokio::time::interval(self.options.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -364,10 +372,17 @@ impl Daemon {
     /// What a new cgroup is: a cgroup of a selected container, of an unselected one, of a
     /// container yet to be asked about (kept for [`Self::look_up`]), or not a container's.
     fn identify<R: Runtime>(&mut self, runtime: &R, cgroup: u64) {
-        let Some(path) = self.cgroupfs.path_of(cgroup) else {
-            // Gone already: nothing to tie its events to.
+        // A short-lived container's cgroup may be gone by the time its events are read: the
+        // kernel kept its name.
+        let Some(path) = self
+            .cgroupfs
+            .path_of(cgroup)
+            .or_else(|| self.remembered_path(cgroup))
+        else {
+            tracing::debug!("cgroup {cgroup} is gone before it was identified");
             return;
         };
+        tracing::debug!("new cgroup {cgroup}: {}", path.display());
         let Some(id) = runtime.container_of_cgroup(&path) else {
             self.ignore_cgroup(cgroup, &path);
             return;
@@ -381,6 +396,34 @@ impl Daemon {
         }
     }
 
+    /// The path of a cgroup that is gone, from the name the kernel kept and the watched
+    /// ancestor it was seen through.
+    fn remembered_path(&self, cgroup: u64) -> Option<PathBuf> {
+        let Sensor::Ebpf(ebpf) = &self.sensor else {
+            return None;
+        };
+        let (ancestor, name) = ebpf.cgroup_name(cgroup)?;
+        Some(self.cgroupfs.path_of(ancestor)?.join(name))
+    }
+
+    /// Forgets ignored cgroups that are gone (the kernel's entries for them too).
+    fn prune_ignored(&mut self) {
+        let gone: Vec<u64> = self
+            .slots
+            .iter()
+            .filter(|(c, slot)| **slot == Slot::Ignored && self.cgroupfs.path_of(**c).is_none())
+            .map(|(c, _)| *c)
+            .collect();
+        for cgroup in gone {
+            self.slots.remove(&cgroup);
+            if let Sensor::Ebpf(ebpf) = &mut self.sensor
+                && let Err(e) = ebpf.forget(cgroup)
+            {
+                tracing::debug!("forgetting cgroup {cgroup}: {e}");
+            }
+        }
+    }
+
     /// Asks the runtime about the containers of new cgroups.
     async fn look_up<R: Runtime>(&mut self, runtime: &R) {
         for (cgroup, id) in std::mem::take(&mut self.lookups) {
@@ -388,17 +431,12 @@ impl Daemon {
                 Ok(Some(identity)) => {
                     let mut none = HashMap::new();
                     self.take_in(runtime, identity, &mut none, false).await;
-                    if !self.slots.contains_key(&cgroup)
-                        && let Some(path) = self.cgroupfs.path_of(cgroup)
-                    {
-                        // A cgroup of the container other than its first process's.
-                        let slot = if self.watches.contains_key(&id) {
-                            Slot::Container(id.clone())
-                        } else {
-                            self.ignore_cgroup(cgroup, &path);
-                            continue;
-                        };
-                        self.slots.insert(cgroup, slot);
+                    // The cgroup is the container's (its name says so), whether or not the
+                    // container still runs.
+                    if self.watches.contains_key(&id) {
+                        self.slots.insert(cgroup, Slot::Container(id.clone()));
+                    } else if let Some(path) = self.cgroupfs.path_of(cgroup) {
+                        self.ignore_cgroup(cgroup, &path);
                     }
                     self.take_unknown(cgroup);
                 }
@@ -463,6 +501,16 @@ impl Daemon {
     }
 
     async fn on_event<R: Runtime>(&mut self, runtime: &R, event: RuntimeEvent) {
+        // A selected container about to start: the syscall program goes on at once, before
+        // the runtime is asked anything, so that its first instruction is seen.
+        if event.what == Lifecycle::Created
+            && event
+                .labels
+                .as_ref()
+                .is_some_and(|l| self.options.selector.matches(l))
+        {
+            self.attach(true);
+        }
         match event.what {
             Lifecycle::Created | Lifecycle::Started => match runtime.identity(&event.id).await {
                 Ok(Some(identity)) => {
@@ -476,6 +524,7 @@ impl Daemon {
                 // What is still in the ring buffer belongs to its life.
                 self.sensor.drain(&mut self.batch);
                 self.absorb(Some(runtime));
+                self.look_up(runtime).await;
                 self.exited(&event.id);
                 self.flush();
             }
@@ -572,8 +621,14 @@ impl Daemon {
                 }
             }
             None => {
-                // At start, a running container was running before the daemon was.
-                let joined = at_start && identity.running;
+                // At start, a running container may have been running before the daemon
+                // watched.
+                let joined = at_start
+                    && identity.running
+                    && match (identity.started, self.attached_since) {
+                        (Some(started), Some(since)) => started < since,
+                        _ => true,
+                    };
                 if joined {
                     tracing::info!(
                         "watching {} ({}), which was already running: its report is partial",
@@ -598,6 +653,9 @@ impl Daemon {
         }
         if identity.running {
             self.follow(runtime, &identity).await;
+        } else {
+            // Gone before it could be followed: its events are resolved all the same.
+            self.make_resolver(runtime, &identity, None).await;
         }
     }
 
@@ -632,6 +690,7 @@ impl Daemon {
                 return;
             }
         };
+        tracing::debug!("following {} in cgroup {}", short(&identity.id), cgroup.id);
         self.slots
             .insert(cgroup.id, Slot::Container(identity.id.clone()));
         let watched = match &mut self.sensor {
@@ -645,10 +704,15 @@ impl Daemon {
             tracing::warn!("cannot watch container {}: {e}", short(&identity.id));
         }
         self.take_unknown(cgroup.id);
-        self.make_resolver(runtime, identity, pid).await;
+        self.make_resolver(runtime, identity, Some(pid)).await;
     }
 
-    async fn make_resolver<R: Runtime>(&mut self, runtime: &R, identity: &Identity, pid: u32) {
+    async fn make_resolver<R: Runtime>(
+        &mut self,
+        runtime: &R,
+        identity: &Identity,
+        pid: Option<u32>,
+    ) {
         if self
             .watches
             .get(&identity.id)
@@ -674,9 +738,9 @@ impl Daemon {
                 }
             },
         };
-        let others = match mountinfo::read_pid(pid) {
-            Ok(table) => ContainerMounts::from_mounts(&table, None).others,
-            Err(_) => session::default_mount_points(&identity.mount_destinations),
+        let others = match pid.map(mountinfo::read_pid) {
+            Some(Ok(table)) => ContainerMounts::from_mounts(&table, None).others,
+            _ => session::default_mount_points(&identity.mount_destinations),
         };
         if let Some(watch) = self.watches.get_mut(&identity.id) {
             interrupt::blocking(|| watch.resolve_with(files, Arc::new(others)));
@@ -697,19 +761,28 @@ impl Daemon {
     /// The syscall program runs only while a selected container exists (running or not: a
     /// stopped one may be started again, and must be seen from its first instruction).
     fn update_attachment(&mut self) {
-        let wanted = !self.watches.is_empty();
         self.metrics
             .containers_watched
             .set(self.watches.len() as i64);
-        if let Sensor::Ebpf(ebpf) = &mut self.sensor {
-            let result = if wanted { ebpf.attach() } else { ebpf.detach() };
-            if let Err(e) = result {
-                tracing::error!("sensor: {e}");
-            }
-            self.metrics
-                .syscall_program_attached
-                .set(i64::from(ebpf.is_attached()));
+        self.attach(!self.watches.is_empty());
+    }
+
+    fn attach(&mut self, wanted: bool) {
+        let Sensor::Ebpf(ebpf) = &mut self.sensor else {
+            return;
+        };
+        let result = if wanted { ebpf.attach() } else { ebpf.detach() };
+        if let Err(e) = result {
+            tracing::error!("sensor: {e}");
         }
+        match (ebpf.is_attached(), self.attached_since) {
+            (true, None) => self.attached_since = Some(std::time::SystemTime::now()),
+            (false, Some(_)) => self.attached_since = None,
+            _ => {}
+        }
+        self.metrics
+            .syscall_program_attached
+            .set(i64::from(ebpf.is_attached()));
     }
 
     /// Kernel counters: what was lost since the last look is marked on every running watch
@@ -738,6 +811,7 @@ impl Daemon {
     /// Writes every report that changed, and the merged report of each image that did.
     fn flush(&mut self) {
         self.count_lost();
+        self.prune_ignored();
         let sensor = self.sensor_info.clone();
         let store = self.store.clone();
         let metrics = self.metrics.clone();

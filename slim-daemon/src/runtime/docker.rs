@@ -51,6 +51,8 @@ pub struct ContainerInfo {
     pub image_ref: String,
     pub labels: std::collections::BTreeMap<String, String>,
     pub running: bool,
+    /// When its current (or last) run started.
+    pub started: Option<std::time::SystemTime>,
     pub status: String,
     /// The pid of the container's first process, as the host sees it.
     pub pid: Option<u32>,
@@ -243,6 +245,10 @@ impl Docker {
                 .map(|l| l.into_iter().collect())
                 .unwrap_or_default(),
             running,
+            started: state
+                .started_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
             status: state
                 .status
                 .map(|s| s.to_string())
@@ -684,6 +690,7 @@ impl crate::runtime::Runtime for Docker {
                 labels: c.labels,
                 pid: c.pid,
                 running: c.running,
+                started: c.started,
                 mount_destinations: c.mount_destinations,
             })),
             Err(RuntimeError::NoSuchContainer(_)) => Ok(None),
@@ -693,9 +700,14 @@ impl crate::runtime::Runtime for Docker {
 
     fn events(
         &self,
+        since: std::time::SystemTime,
     ) -> impl futures_util::Stream<Item = Result<crate::runtime::RuntimeEvent>> + Unpin + '_ {
         use crate::runtime::{Lifecycle, RuntimeEvent};
+        let since = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let options = bollard::query_parameters::EventsOptions {
+            since: Some(format!("{}.{:09}", since.as_secs(), since.subsec_nanos())),
             filters: Some(HashMap::from([
                 ("type".to_owned(), vec!["container".to_owned()]),
                 (
@@ -718,8 +730,11 @@ impl crate::runtime::Runtime for Docker {
                         Some("destroy") => Some(Lifecycle::Removed),
                         _ => None,
                     };
-                    what.zip(m.actor.and_then(|a| a.id))
-                        .map(|(what, id)| Ok(RuntimeEvent { id, what }))
+                    let actor = m.actor.unwrap_or_default();
+                    // The engine puts the labels among the event's attributes.
+                    let labels = actor.attributes.map(|a| a.into_iter().collect());
+                    what.zip(actor.id)
+                        .map(|(what, id)| Ok(RuntimeEvent { id, what, labels }))
                 }
             };
             std::future::ready(event)

@@ -29,6 +29,8 @@ pub struct Identity {
     /// The pid of its first process, while it runs.
     pub pid: Option<u32>,
     pub running: bool,
+    /// When its current (or last) run started.
+    pub started: Option<std::time::SystemTime>,
     /// Where volumes and bind mounts are, inside it.
     pub mount_destinations: Vec<String>,
 }
@@ -46,6 +48,8 @@ pub enum Lifecycle {
 pub struct RuntimeEvent {
     pub id: String,
     pub what: Lifecycle,
+    /// The container's labels, when the event carries them (a first look, before asking).
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// A container runtime, as the daemon uses it.
@@ -59,8 +63,12 @@ pub trait Runtime {
     /// One container; None when there is no such container.
     fn identity(&self, id: &str) -> impl Future<Output = Result<Option<Identity>, RuntimeError>>;
 
-    /// What happens to containers from now on.
-    fn events(&self) -> impl Stream<Item = Result<RuntimeEvent, RuntimeError>> + Unpin + '_;
+    /// What happens to containers from `since` on (events between `since` and now are
+    /// replayed, so that nothing falls between a listing and the stream).
+    fn events(
+        &self,
+        since: std::time::SystemTime,
+    ) -> impl Stream<Item = Result<RuntimeEvent, RuntimeError>> + Unpin + '_;
 
     /// The cgroups (below the unified root) under which its containers' cgroups are made.
     fn cgroup_parents(&self) -> Vec<PathBuf>;

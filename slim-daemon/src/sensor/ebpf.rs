@@ -8,8 +8,8 @@ use aya::{
     programs::{BtfTracePoint, tp_btf::BtfTracePointLinkId},
 };
 use slim_common::{
-    MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_OFFSET, PathEvent, Pending, SyscallSpec, config,
-    flags_kind, stat, status, verdict,
+    CgroupName, MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_OFFSET, PathEvent, Pending, SyscallSpec,
+    config, flags_kind, stat, status, verdict,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -48,7 +48,7 @@ pub enum SensorError {
 }
 
 /// Kernel struct member offsets the programs need, by the name of their global.
-const OFFSETS: [(&str, &str, &str); 30] = [
+const OFFSETS: [(&str, &str, &str); 34] = [
     // The syscall arguments in the saved registers, in the x86_64 ABI's order.
     ("ARG0", "pt_regs", "di"),
     ("ARG1", "pt_regs", "si"),
@@ -58,6 +58,10 @@ const OFFSETS: [(&str, &str, &str); 30] = [
     ("ARG5", "pt_regs", "r9"),
     ("TASK_FS", "task_struct", "fs"),
     ("TASK_START_TIME", "task_struct", "start_time"),
+    ("TASK_CGROUPS", "task_struct", "cgroups"),
+    ("CSS_SET_DFL_CGRP", "css_set", "dfl_cgrp"),
+    ("CGROUP_KN", "cgroup", "kn"),
+    ("KERNFS_NAME", "kernfs_node", "name"),
     ("TASK_FILES", "task_struct", "files"),
     ("FS_ROOT", "fs_struct", "root"),
     ("FS_PWD", "fs_struct", "pwd"),
@@ -103,6 +107,7 @@ pub struct EbpfSensor {
     entries: std::collections::HashMap<u64, (u32, u32)>,
     config: Array<MapData, u64>,
     pending: HashMap<MapData, u32, Pending>,
+    names: HashMap<MapData, u64, CgroupName>,
     stats: PerCpuArray<MapData, u64>,
     ring: AsyncFd<RingBuf<MapData>>,
     /// Last value written to `CONFIG[GENERATION]`.
@@ -198,6 +203,7 @@ impl EbpfSensor {
         let watched = HashMap::try_from(take(&mut ebpf, "WATCHED")?).map_err(map_err("WATCHED"))?;
         let config = Array::try_from(take(&mut ebpf, "CONFIG")?).map_err(map_err("CONFIG"))?;
         let pending = HashMap::try_from(take(&mut ebpf, "PENDING")?).map_err(map_err("PENDING"))?;
+        let names = HashMap::try_from(take(&mut ebpf, "NAMES")?).map_err(map_err("NAMES"))?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, "STATS")?).map_err(map_err("STATS"))?;
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?;
         // SAFETY: the ring buffer owns its map fd, which stays open and the same until the
@@ -211,6 +217,7 @@ impl EbpfSensor {
             entries: std::collections::HashMap::new(),
             config,
             pending,
+            names,
             stats,
             ring,
             generation: 0,
@@ -262,6 +269,17 @@ impl EbpfSensor {
     /// Records nothing of a cgroup and of the cgroups below it, even below a watched one.
     pub fn ignore(&mut self, id: u64, level: u32) -> Result<(), SensorError> {
         self.set_entry(id, level, verdict::IGNORE)
+    }
+
+    /// The name of a cgroup seen through a watched ancestor, and that ancestor's id: it stays
+    /// known after the cgroup is gone.
+    pub fn cgroup_name(&self, id: u64) -> Option<(u64, std::ffi::OsString)> {
+        let entry = self.names.get(&id, 0).ok()?;
+        let len = entry.name.iter().position(|&b| b == 0)?;
+        Some((
+            entry.watch_id,
+            OsStr::from_bytes(&entry.name[..len]).to_os_string(),
+        ))
     }
 
     /// Drops a cgroup's entry (watched or ignored).
