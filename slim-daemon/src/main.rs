@@ -17,6 +17,11 @@ fn main() -> ExitCode {
         (false, 1) => tracing::Level::INFO,
         (false, _) => tracing::Level::DEBUG,
     };
+    // -vv: the kernel programs' own logs too.
+    slimd::sensor::ebpf::KERNEL_LOGS.store(
+        level == tracing::Level::DEBUG,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let logs = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)

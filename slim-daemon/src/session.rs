@@ -198,10 +198,11 @@ impl Observation {
 /// The executable, working directory and mapped files of a running process, as paths in
 /// its own mount namespace (the kernel prints them relative to the process's root).
 pub fn running_process_accesses(pid: u32) -> Vec<Access> {
+    let Ok(process) = procfs::process::Process::new(pid as i32) else {
+        return Vec::new();
+    };
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let comm = std::fs::read_to_string(proc_dir.join("comm"))
-        .map(|c| c.trim_end().to_owned())
-        .unwrap_or_default();
+    let comm = process.stat().map(|s| s.comm).unwrap_or_default();
     let access = |op: AccessOp, path: &[u8]| Access {
         op,
         path: path.to_vec(),
@@ -213,19 +214,24 @@ pub fn running_process_accesses(pid: u32) -> Vec<Access> {
         at_ms: 0,
     };
     let mut out = Vec::new();
-    for (link, op) in [("exe", AccessOp::Exec), ("cwd", AccessOp::Chdir)] {
-        if let Ok(target) = std::fs::read_link(proc_dir.join(link)) {
+    let cwd = process.cwd().ok();
+    for (target, op) in [
+        (process.exe().ok(), AccessOp::Exec),
+        (cwd.clone(), AccessOp::Chdir),
+    ] {
+        if let Some(target) = target {
             out.push(access(op, target.as_os_str().as_bytes()));
         }
     }
-    // The name it was started by, which may be a symlink (`sh` -> `dash`) found on PATH.
+    // The name it was started by, which may be a symlink (`sh` -> `dash`) found on PATH. (Read
+    // raw: an argument need not be UTF-8.)
     let argv0 = std::fs::read(proc_dir.join("cmdline"))
         .ok()
         .and_then(|c| c.split(|&b| b == 0).next().map(<[u8]>::to_vec))
         .unwrap_or_default();
     if argv0.contains(&b'/') {
         let mut a = access(AccessOp::Exec, &argv0);
-        a.dir = std::fs::read_link(proc_dir.join("cwd")).ok();
+        a.dir = cwd;
         out.push(a);
     } else if !argv0.is_empty() {
         for dir in search_path(&proc_dir) {
@@ -235,15 +241,13 @@ pub fn running_process_accesses(pid: u32) -> Vec<Access> {
             out.push(access(AccessOp::Exec, &candidate));
         }
     }
-    if let Ok(maps) = std::fs::read(proc_dir.join("maps")) {
+    if let Ok(maps) = process.maps() {
         let mut seen = BTreeSet::new();
-        for line in maps.split(|&b| b == b'\n') {
-            // address perms offset dev inode path: the path is what follows the fifth field.
-            let path = line
-                .splitn(6, |&b| b == b' ')
-                .nth(5)
-                .map(|p| p.trim_ascii_start())
-                .unwrap_or_default();
+        for map in maps.0 {
+            let procfs::process::MMapPath::Path(path) = map.pathname else {
+                continue;
+            };
+            let path = path.as_os_str().as_bytes();
             if path.starts_with(b"/")
                 && !path.ends_with(b" (deleted)")
                 && seen.insert(path.to_vec())

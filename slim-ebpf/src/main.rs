@@ -369,7 +369,7 @@ fn try_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
     // Nearly always nothing is pending: one array read.
     if *CONFIG.get(config::PENDING)? != 0 {
         // SAFETY: helper without arguments.
-        retry_pending(unsafe { bpf_get_current_pid_tgid() });
+        retry_pending(ctx, unsafe { bpf_get_current_pid_tgid() });
     }
     let nr: i64 = ctx.arg(1);
     if nr < 0 || nr >= i64::from(MAX_SYSCALL_NR) {
@@ -419,6 +419,7 @@ fn try_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
         scratch.user_path = user_path;
         scratch.task_start = kernel::task_start_time();
         if PENDING.insert(&tid, &*scratch, 0).is_err() {
+            aya_log_ebpf::debug!(ctx, "no room to retry the path of thread {}: lost", tid);
             count(stat::RETRY_LOST);
         } else {
             add_pending(1);
@@ -432,7 +433,7 @@ fn try_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
 /// Sends the event a thread left pending on its previous syscall, now that the kernel has
 /// faulted its path in.
 #[inline(always)]
-fn retry_pending(pid_tgid: u64) {
+fn retry_pending(ctx: &BtfTracePointContext, pid_tgid: u64) {
     let tid = pid_tgid as u32;
     let Some(pending) = PENDING.get_ptr_mut(&tid) else {
         return;
@@ -442,6 +443,11 @@ fn retry_pending(pid_tgid: u64) {
     // A thread that died inside its syscall left the entry; a later one with its id must not
     // read its own memory at that address and report it as the dead thread's path.
     if !is_own(pending, pid_tgid) {
+        aya_log_ebpf::debug!(
+            ctx,
+            "thread {} reuses the id of a thread that died with a path pending",
+            tid
+        );
         count(stat::RETRY_LOST);
         drop_pending(tid);
         return;

@@ -176,7 +176,12 @@ fn run_stops_in_every_phase() {
             );
             assert_stopped(&stopped, signal, what);
             let left = docker(&["ps", "-aq", "--filter", "label=slimd.run"]).ok("docker ps");
-            assert_eq!(left.stdout.trim(), "", "{what}: a container was left");
+            assert_eq!(
+                left.stdout.trim(),
+                "",
+                "{what}: a container was left; slimd said:\n{}",
+                stopped.stderr.join("\n")
+            );
             assert!(!image_exists(tag), "{what}: the tag was left");
             assert!(!archive.exists(), "{what}: the archive was written");
             let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();

@@ -48,6 +48,9 @@ enum Task {
         /// Distinct paths per process in the capacity workload.
         #[arg(long, default_value_t = 200_000)]
         distinct: u64,
+        /// Seconds the daemon's footprint is measured under load.
+        #[arg(long, default_value_t = 60)]
+        daemon_secs: u64,
     },
     /// Install and start what slimd and its tests need (Docker engine, debootstrap, ...).
     Setup,
@@ -95,6 +98,7 @@ fn execute(task: Task) -> anyhow::Result<()> {
             mut sections,
             rounds,
             distinct,
+            daemon_secs,
         } => {
             setup::ensure()?;
             let slimd = cargo_build(&root, true)?;
@@ -103,9 +107,18 @@ fn execute(task: Task) -> anyhow::Result<()> {
                     bench::Section::Sensor,
                     bench::Section::Build,
                     bench::Section::Apps,
+                    bench::Section::Daemon,
                 ];
             }
-            bench::run(&slimd, &sections, &bench::BenchOptions { rounds, distinct })
+            bench::run(
+                &slimd,
+                &sections,
+                &bench::BenchOptions {
+                    rounds,
+                    distinct,
+                    daemon_secs,
+                },
+            )
         }
         Task::Setup => setup::ensure(),
         Task::Images => {

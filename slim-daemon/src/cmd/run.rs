@@ -89,9 +89,23 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         created: OnceLock::new(),
     };
     let result = interrupt::cancellable(plan.run_and_build(sensor, rules)).await;
-    // Only the container this run created is removed, by its id.
-    if let Some(id) = plan.created.get()
-        && let Err(e) = docker.remove_container(id).await
+    // Only the container this run created is removed, by its id. Interrupted while the
+    // engine created it, the id never came back: the container by its name is this run's
+    // when it carries this run's labels.
+    let created = match plan.created.get() {
+        Some(id) => Some(id.clone()),
+        None => match docker.container(&name).await {
+            Ok(c)
+                if c.labels.get("slimd.run") == Some(&run_id)
+                    && c.labels.get(cleanup::OWNER_LABEL) == Some(&cleanup::owner()) =>
+            {
+                Some(c.id)
+            }
+            _ => None,
+        },
+    };
+    if let Some(id) = created
+        && let Err(e) = docker.remove_container(&id).await
     {
         ui.warn(format!("could not remove container {name}: {e}"));
     }

@@ -1,5 +1,9 @@
 //! `/proc/<pid>/mountinfo`: a container's root file system, its overlay layers, and the
 //! other mounts (`/proc`, `/dev`, bind mounts, volumes) whose files are not image files.
+//!
+//! Parsed here, where the rest of `/proc` is read with the procfs crate: procfs leaves mount
+//! points escaped (`\040`) and keeps superblock options in a map, which loses overlay's
+//! repeated `lowerdir+=` options and their order, and so the layers.
 use std::{
     collections::BTreeSet,
     ffi::OsStr,

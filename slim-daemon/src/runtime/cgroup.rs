@@ -59,13 +59,16 @@ impl Cgroup {
 
     /// The unified cgroup of a process.
     pub fn of_process(root: &Path, pid: u32) -> Result<Self, CgroupError> {
-        let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        let groups = procfs::process::Process::new(pid as i32)
+            .and_then(|p| p.cgroups())
             .map_err(|e| CgroupError::OfProcess(pid, e.to_string()))?;
-        let rel = text
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
+        let rel = groups
+            .0
+            .iter()
+            .find(|g| g.hierarchy == 0 && g.controllers.is_empty())
+            .map(|g| g.pathname.clone())
             .ok_or_else(|| CgroupError::OfProcess(pid, "it is in no cgroup v2".into()))?;
-        Self::at(root, Path::new(rel))
+        Self::at(root, Path::new(&rel))
     }
 
     /// Creates (or reuses) the cgroup at `rel`, for a container to be started below it.

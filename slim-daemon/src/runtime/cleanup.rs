@@ -10,11 +10,11 @@ pub const OWNER_LABEL: &str = "slimd.owner";
 
 /// A process's identity that survives pid reuse: its pid and its start time.
 fn identity(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold anything: the fields follow the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let start = rest.split(' ').nth(19)?;
-    Some(format!("{pid}:{start}"))
+    let stat = procfs::process::Process::new(pid as i32)
+        .ok()?
+        .stat()
+        .ok()?;
+    Some(format!("{pid}:{}", stat.starttime))
 }
 
 /// This process's owner mark.

@@ -27,7 +27,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/slimd-ebpf.o");
 /// or 13,000 with walked directories.
 pub const DEFAULT_RING_KB: u32 = 32 << 10;
 /// The daemon's: a steady flow from long-running services, read as it comes.
-pub const DAEMON_RING_KB: u32 = 8 << 10;
+pub const DAEMON_RING_KB: u32 = 4 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SensorError {
@@ -161,6 +161,14 @@ impl EbpfSensor {
         for (global, value) in &values {
             loader.override_global(global, value, true);
         }
+        let kernel_logs = KERNEL_LOGS.load(std::sync::atomic::Ordering::Relaxed);
+        // The programs' own log statements are off (one load of a constant) unless asked for.
+        let level = if kernel_logs {
+            aya_log::Level::Debug as u8
+        } else {
+            0
+        };
+        loader.override_global(aya_log::LEVEL, &level, true);
         loader.map_max_entries("EVENTS", ring_kb << 10);
         let mut ebpf = loader.load(OBJECT).map_err(|e| load_error(&e))?;
 
@@ -188,6 +196,9 @@ impl EbpfSensor {
             specs
                 .set(def.nr as u32, spec, 0)
                 .map_err(map_err("SPECS"))?;
+        }
+        if kernel_logs {
+            forward_kernel_logs(&mut ebpf);
         }
         let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| SensorError::Load(e.to_string()))?;
         for (name, tracepoint) in PROGRAMS {
@@ -390,6 +401,48 @@ impl EbpfSensor {
             stranded,
         })
     }
+}
+
+/// Whether the programs' debug logs are sent to slimd's logs (`-vv`).
+pub static KERNEL_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The kernel programs' log records, as tracing events.
+struct ToTracing;
+
+impl log::Log for ToTracing {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        tracing::debug!("kernel: {}", record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Reads the programs' log records as they come, on a task of their own.
+fn forward_kernel_logs(ebpf: &mut Ebpf) {
+    let logger = match aya_log::EbpfLogger::init_with_logger(ebpf, ToTracing) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!("no kernel logs: {e}");
+            return;
+        }
+    };
+    // SAFETY: the logger owns its ring buffer's fd, which stays open and the same until the
+    // AsyncFd (which owns the logger) is dropped.
+    let Ok(mut logs) =
+        (unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) })
+    else {
+        return;
+    };
+    tokio::spawn(async move {
+        while let Ok(mut ready) = logs.readable_mut().await {
+            ready.clear_ready();
+            ready.get_inner_mut().flush();
+        }
+    });
 }
 
 fn raise_memlock() {

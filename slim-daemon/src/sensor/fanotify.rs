@@ -233,8 +233,9 @@ impl FanotifySensor {
             nofollow: false,
             flags: 0,
             pid,
-            comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|c| c.trim_end().to_owned())
+            comm: procfs::process::Process::new(pid as i32)
+                .and_then(|p| p.stat())
+                .map(|s| s.comm)
                 .unwrap_or_default(),
             at_ms: self.started.elapsed().as_millis() as u64,
         })

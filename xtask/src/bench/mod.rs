@@ -2,6 +2,7 @@
 //! machine.
 mod apps;
 mod build;
+mod daemon;
 mod sensor;
 
 use std::{
@@ -24,6 +25,8 @@ pub struct BenchOptions {
     pub rounds: u64,
     /// Distinct paths per process in the capacity workload.
     pub distinct: u64,
+    /// Seconds the daemon footprint is measured under load.
+    pub daemon_secs: u64,
 }
 
 /// A group of benchmarks.
@@ -35,6 +38,8 @@ pub enum Section {
     Build,
     /// The real-app cases: sizes and `slimd run` wall times.
     Apps,
+    /// The daemon's memory and CPU watching 20 containers, and its syscall overhead.
+    Daemon,
 }
 
 pub fn run(slimd: &Path, sections: &[Section], options: &BenchOptions) -> anyhow::Result<()> {
@@ -43,6 +48,7 @@ pub fn run(slimd: &Path, sections: &[Section], options: &BenchOptions) -> anyhow
             Section::Sensor => sensor::run(slimd, options)?,
             Section::Build => build::run(slimd)?,
             Section::Apps => apps::run(slimd)?,
+            Section::Daemon => daemon::run(slimd, options.daemon_secs, options.rounds)?,
         }
     }
     Ok(())

@@ -11,14 +11,14 @@ use anyhow::{Context, ensure};
 use super::{BenchOptions, REPEATS, docker, median, wait_for_stderr};
 use crate::{images, output};
 
-const IMAGE: &str = "slimd-bench/pathbench:1";
+pub(super) const IMAGE: &str = "slimd-bench/pathbench:1";
 const SOURCE: &str = include_str!("../../bench/pathbench.c");
 /// strace stops the process twice per syscall: it runs this fraction of the rounds (the
 /// comparison is per round).
 const STRACE_SHARE: u64 = 20;
 
 /// The benchmark image: the apps image plus a static build of `pathbench.c`.
-fn bench_image() -> anyhow::Result<()> {
+pub(super) fn bench_image() -> anyhow::Result<()> {
     let base = images::APPS.ensure()?;
     let dir = tempfile::tempdir()?;
     let source = dir.path().join("pathbench.c");
@@ -154,7 +154,7 @@ fn under_strace(workload: &str) -> anyhow::Result<Vec<u64>> {
     Ok(numbers)
 }
 
-fn bare(workload: &str) -> anyhow::Result<Vec<u64>> {
+pub(super) fn bare(workload: &str) -> anyhow::Result<Vec<u64>> {
     let container = Waiting::start("slimd-bench", workload)?;
     container.go()?;
     container.finish()
