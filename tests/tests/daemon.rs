@@ -30,9 +30,20 @@ fn free_port() -> u16 {
 
 impl Daemon {
     fn start(env: &E2e, label: &str, state: &Path, extra: &[&str]) -> Self {
+        Self::start_with(env, label, state, extra, &[])
+    }
+
+    fn start_with(
+        env: &E2e,
+        label: &str,
+        state: &Path,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let log = state.with_extension(format!("{port}.log"));
         let child = Command::new(&env.slimd)
+            .envs(vars.iter().copied())
             .args(["daemon", "--state-dir"])
             .arg(state)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--label", label])
@@ -660,4 +671,163 @@ fn healthz_answers_while_a_large_report_is_flushed() {
         times[times.len() - 1]
     );
     assert!(p95 < Duration::from_millis(100), "/healthz p95 {p95:?}");
+}
+
+/// The engine's socket, passed through a socket of the test's own that it can take away and
+/// give back: for the daemon, the engine goes and comes.
+struct EngineProxy {
+    path: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EngineProxy {
+    fn up(path: &Path) -> Self {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let _ = fs::remove_file(path);
+        let listener = UnixListener::bind(path).expect("binding the proxy socket");
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, open) = (stop.clone(), open.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let Ok((client, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    client.set_nonblocking(false).unwrap();
+                    let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                        continue;
+                    };
+                    let mut open = open.lock().unwrap();
+                    for (mut from, mut to) in [
+                        (client.try_clone().unwrap(), engine.try_clone().unwrap()),
+                        (engine.try_clone().unwrap(), client.try_clone().unwrap()),
+                    ] {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                    open.push(client);
+                    open.push(engine);
+                }
+            })
+        };
+        EngineProxy {
+            path: path.to_path_buf(),
+            stop,
+            open,
+            thread: Some(thread),
+        }
+    }
+
+    /// The engine is gone: the socket and every connection through it.
+    fn down(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[test]
+fn the_engine_may_come_late_and_go_away() {
+    let Some(env) = e2e("the_engine_may_come_late_and_go_away") else {
+        return;
+    };
+    let image = marked_image(3);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("engine.sock");
+    let host = format!("unix://{}", socket.display());
+    let label = label("engine");
+    // No engine at start: the daemon says so, serves, and waits.
+    let daemon = Daemon::start_with(
+        &env,
+        &label,
+        &dir.path().join("state"),
+        &["--flush-interval", "0.3"],
+        &[("DOCKER_HOST", &host)],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !daemon
+        .log_text()
+        .contains("waiting for the container runtime")
+    {
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let proxy = EngineProxy::up(&socket);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !daemon.log_text().contains("reached the docker runtime") {
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first = docker(&[
+        "run",
+        "-d",
+        "-l",
+        &label,
+        &image,
+        "sh",
+        "-c",
+        "cat /etc/own-0; sleep 600",
+    ])
+    .ok("a labelled container")
+    .stdout
+    .trim()
+    .to_owned();
+    let _first = ContainerGuard(first.clone());
+    daemon.wait_for(&format!("/reports/{first}"), |r| {
+        paths(r).contains("/etc/own-0")
+    });
+
+    // The engine goes away: the daemon keeps its reports and its watch.
+    proxy.down();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !daemon.log_text().contains("lost the docker runtime") {
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Meanwhile a container starts and the first one reads on.
+    let second = docker(&[
+        "run",
+        "-d",
+        "-l",
+        &label,
+        &image,
+        "sh",
+        "-c",
+        "cat /etc/own-1; sleep 600",
+    ])
+    .ok("a labelled container")
+    .stdout
+    .trim()
+    .to_owned();
+    let _second = ContainerGuard(second.clone());
+    docker(&["exec", &first, "cat", "/etc/own-2"]).ok("docker exec");
+    assert_eq!(daemon.get("/healthz").0, 200);
+    assert!(daemon.json(&format!("/reports/{first}")).is_some());
+
+    // The engine is back: the daemon reconnects, and nothing of the gap is lost.
+    let _proxy = EngineProxy::up(&socket);
+    daemon.wait_for(&format!("/reports/{second}"), |r| {
+        paths(r).contains("/etc/own-1")
+    });
+    let report = daemon.wait_for(&format!("/reports/{first}"), |r| {
+        paths(r).contains("/etc/own-2")
+    });
+    assert!(paths(&report).contains("/etc/own-0"));
+    assert!(
+        daemon.log_text().contains("reached the docker runtime"),
+        "{}",
+        daemon.log_text()
+    );
 }

@@ -49,6 +49,8 @@ const MAX_UNKNOWN_EVENTS: usize = 4096;
 const MAX_UNKNOWN_CGROUPS: usize = 1024;
 /// Containers remembered as not selected (so they are counted once).
 const MAX_NOT_SELECTED: usize = 65_536;
+/// How long the syscall program stays attached once nothing is watched.
+const DETACH_GRACE: Duration = Duration::from_secs(5);
 /// The longest pause between attempts to reach the runtime.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -106,6 +108,9 @@ pub struct Daemon {
     sensor_started: Instant,
     /// Since when the syscall program is attached, if it is.
     attached_since: Option<std::time::SystemTime>,
+    /// Since when nothing is watched while the program is still attached: it is detached
+    /// after `DETACH_GRACE`, so that a burst of new containers does not find it detached.
+    idle_since: Option<Instant>,
     lost_seen: u64,
     batch: Vec<SensorEvent>,
 }
@@ -173,6 +178,7 @@ pub async fn run<R: Runtime>(
         dirty_images: BTreeSet::new(),
         sensor_started: Instant::now(),
         attached_since: None,
+        idle_since: None,
         lost_seen: 0,
         batch: Vec::new(),
         options,
@@ -310,6 +316,8 @@ impl Daemon {
         let mut tick = tokio::time::interval(self.options.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        housekeeping.tick().await;
         loop {
             tokio::select! {
                 _ = interrupt::interrupted() => return Ended::Signal,
@@ -326,6 +334,7 @@ impl Daemon {
                     None => return Ended::RuntimeLost("its event stream ended".into()),
                 },
                 _ = tick.tick() => self.flush(),
+                _ = housekeeping.tick() => self.detach_when_idle(),
             }
         }
     }
@@ -764,7 +773,19 @@ impl Daemon {
         self.metrics
             .containers_watched
             .set(self.watches.len() as i64);
-        self.attach(!self.watches.is_empty());
+        if self.watches.is_empty() {
+            self.idle_since.get_or_insert_with(Instant::now);
+        } else {
+            self.idle_since = None;
+            self.attach(true);
+        }
+    }
+
+    /// Detaches the syscall program once nothing has been watched for `DETACH_GRACE`.
+    fn detach_when_idle(&mut self) {
+        if self.watches.is_empty() && self.idle_since.is_some_and(|t| t.elapsed() >= DETACH_GRACE) {
+            self.attach(false);
+        }
     }
 
     fn attach(&mut self, wanted: bool) {

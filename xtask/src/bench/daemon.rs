@@ -189,6 +189,12 @@ pub fn run(slimd: &Path, secs: u64, rounds: u64) -> anyhow::Result<()> {
     eprintln!("syscall overhead on an unwatched container: bare");
     let bare_us = loop_us(rounds)?;
     let daemon = Daemon::start(slimd)?;
+    // It is attached while it takes stock, and a few seconds after.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while daemon.metric("slimd_syscall_program_attached") != Some(0.0) && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     eprintln!("syscall overhead: the daemon watching nothing");
     let idle_us = loop_us(rounds)?;
     let _watched = docker(&[
