@@ -29,10 +29,14 @@ fn free_port() -> u16 {
 }
 
 impl Daemon {
+    /// Started, and ready: it has taken stock of the engine's containers.
     fn start(env: &E2e, label: &str, state: &Path, extra: &[&str]) -> Self {
-        Self::start_with(env, label, state, extra, &[])
+        let daemon = Self::start_with(env, label, state, extra, &[]);
+        daemon.wait_for("/readyz", |_| true);
+        daemon
     }
 
+    /// Started and serving, whether or not it has reached the engine.
     fn start_with(
         env: &E2e,
         label: &str,
@@ -98,6 +102,20 @@ impl Daemon {
         }
     }
 
+    /// Waits until the daemon has logged `text`.
+    #[track_caller]
+    fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.log_text().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon never logged {text:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -121,6 +139,15 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts a container of `image` with `label` running `script`; its id.
+fn run_labelled(label: &str, image: &str, script: &str) -> String {
+    docker(&["run", "-d", "-l", label, image, "sh", "-c", script])
+        .ok("a labelled container")
+        .stdout
+        .trim()
+        .to_owned()
 }
 
 /// A label only this test's daemon selects.
@@ -315,20 +342,7 @@ fn restarts_kills_and_shutdowns_keep_every_report() {
     let state = dir.path().join("state");
     let label = label("lifecycle");
     let daemon = Daemon::start(&env, &label, &state, &["--flush-interval", "0.2"]);
-    let id = docker(&[
-        "run",
-        "-d",
-        "-l",
-        &label,
-        &image,
-        "sh",
-        "-c",
-        "cat /etc/own-0; sleep 600",
-    ])
-    .ok("a long-running labelled container")
-    .stdout
-    .trim()
-    .to_owned();
+    let id = run_labelled(&label, &image, "cat /etc/own-0; sleep 600");
     let _container = ContainerGuard(id.clone());
     daemon.wait_for(&format!("/reports/{id}"), |r| {
         paths(r).contains("/etc/own-0")
@@ -553,20 +567,7 @@ fn faults_cost_one_line_and_keep_the_daemon_and_its_data() {
         &small.join("state"),
         &["--flush-interval", "0.3"],
     );
-    let id = docker(&[
-        "run",
-        "-d",
-        "-l",
-        &label,
-        image,
-        "sh",
-        "-c",
-        "cat /etc/os-release; sleep 600",
-    ])
-    .ok("a labelled container")
-    .stdout
-    .trim()
-    .to_owned();
+    let id = run_labelled(&label, image, "cat /etc/os-release; sleep 600");
     let _container = ContainerGuard(id.clone());
     let first = daemon.wait_for(&format!("/reports/{id}"), |r| {
         paths(r).contains("/usr/lib/os-release")
@@ -638,20 +639,11 @@ fn healthz_answers_while_a_large_report_is_flushed() {
     );
     // Every path of the image, looked at: a report of thousands of paths, flushed twice a
     // second.
-    let id = docker(&[
-        "run",
-        "-d",
-        "-l",
+    let id = run_labelled(
         &label,
         image,
-        "sh",
-        "-c",
         "ls -lR /usr /etc /var > /dev/null 2>&1; sleep 600",
-    ])
-    .ok("a labelled container")
-    .stdout
-    .trim()
-    .to_owned();
+    );
     let _container = ContainerGuard(id.clone());
     daemon.wait_for(&format!("/reports/{id}"), |r| paths(r).len() > 5000);
     let mut times = Vec::new();
@@ -756,34 +748,12 @@ fn the_engine_may_come_late_and_go_away() {
         &["--flush-interval", "0.3"],
         &[("DOCKER_HOST", &host)],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !daemon
-        .log_text()
-        .contains("waiting for the container runtime")
-    {
-        assert!(Instant::now() < deadline, "{}", daemon.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.wait_for_log("waiting for the container runtime");
+    assert_eq!(daemon.get("/readyz").0, 503, "ready without an engine");
     let proxy = EngineProxy::up(&socket);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !daemon.log_text().contains("reached the docker runtime") {
-        assert!(Instant::now() < deadline, "{}", daemon.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let first = docker(&[
-        "run",
-        "-d",
-        "-l",
-        &label,
-        &image,
-        "sh",
-        "-c",
-        "cat /etc/own-0; sleep 600",
-    ])
-    .ok("a labelled container")
-    .stdout
-    .trim()
-    .to_owned();
+    daemon.wait_for_log("reached the docker runtime");
+    daemon.wait_for("/readyz", |_| true);
+    let first = run_labelled(&label, &image, "cat /etc/own-0; sleep 600");
     let _first = ContainerGuard(first.clone());
     daemon.wait_for(&format!("/reports/{first}"), |r| {
         paths(r).contains("/etc/own-0")
@@ -791,26 +761,10 @@ fn the_engine_may_come_late_and_go_away() {
 
     // The engine goes away: the daemon keeps its reports and its watch.
     proxy.down();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !daemon.log_text().contains("lost the docker runtime") {
-        assert!(Instant::now() < deadline, "{}", daemon.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.wait_for_log("lost the docker runtime");
+    assert_eq!(daemon.get("/readyz").0, 503, "ready without an engine");
     // Meanwhile a container starts and the first one reads on.
-    let second = docker(&[
-        "run",
-        "-d",
-        "-l",
-        &label,
-        &image,
-        "sh",
-        "-c",
-        "cat /etc/own-1; sleep 600",
-    ])
-    .ok("a labelled container")
-    .stdout
-    .trim()
-    .to_owned();
+    let second = run_labelled(&label, &image, "cat /etc/own-1; sleep 600");
     let _second = ContainerGuard(second.clone());
     docker(&["exec", &first, "cat", "/etc/own-2"]).ok("docker exec");
     assert_eq!(daemon.get("/healthz").0, 200);

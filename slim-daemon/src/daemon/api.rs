@@ -1,6 +1,9 @@
 //! The daemon's HTTP API: read-only JSON of what was last flushed, and Prometheus metrics.
 //! It has no authentication: it belongs on a node-local or cluster-internal address.
-use std::sync::{Arc, RwLock};
+use std::sync::{
+    Arc, RwLock,
+    atomic::{AtomicBool, Ordering},
+};
 
 use axum::{
     Router,
@@ -87,11 +90,15 @@ pub struct ApiState {
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub snapshot: RwLock<Snapshot>,
+    /// Connected to the runtime and has taken stock of its containers: from here on, a
+    /// container that starts or runs is watched.
+    pub ready: AtomicBool,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/reports", get(reports))
         .route("/reports/{key}", get(report))
         .route("/images", get(images))
@@ -114,6 +121,15 @@ fn report_bytes(bytes: Vec<u8>) -> Response {
 fn not_found(what: &str) -> Response {
     let body = serde_json::json!({ "error": what });
     (StatusCode::NOT_FOUND, json(&body)).into_response()
+}
+
+async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        "ok\n".into_response()
+    } else {
+        let body = "waiting for the container runtime\n";
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
 }
 
 async fn reports(State(s): State<Arc<ApiState>>) -> Response {

@@ -18,7 +18,10 @@ use std::{
     collections::{BTreeSet, HashMap, HashSet},
     net::SocketAddr,
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -143,6 +146,7 @@ pub async fn run<R: Runtime>(
         store: store.clone(),
         metrics: metrics.clone(),
         snapshot: RwLock::new(Snapshot::default()),
+        ready: AtomicBool::new(false),
     });
     let router = api::router(api.clone());
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -200,7 +204,10 @@ pub async fn run<R: Runtime>(
             tracing::warn!("cannot list containers: {e}; trying again");
             continue;
         }
-        match daemon.serve(&runtime, listed).await {
+        daemon.api.ready.store(true, Ordering::Release);
+        let ended = daemon.serve(&runtime, listed).await;
+        daemon.api.ready.store(false, Ordering::Release);
+        match ended {
             Ended::Signal => break,
             Ended::RuntimeLost(why) => {
                 tracing::warn!("lost the {} runtime ({why}); reconnecting", runtime.name());

@@ -316,16 +316,12 @@ impl Docker {
     /// Every container (running or not) that carries the label `key`: its id and the label's
     /// value.
     pub async fn containers_labelled(&self, key: &str) -> Result<Vec<(String, String)>> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([("label".to_owned(), vec![key.to_owned()])])),
-            ..Default::default()
-        };
         let list = self
-            .client
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.api("listing containers", e))?;
+            .summaries(Some(HashMap::from([(
+                "label".to_owned(),
+                vec![key.to_owned()],
+            )])))
+            .await?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -333,6 +329,22 @@ impl Docker {
                 Some((c.id?, value))
             })
             .collect())
+    }
+
+    /// Every container, running or not, that the filters select.
+    async fn summaries(
+        &self,
+        filters: Option<HashMap<String, Vec<String>>>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
+        let options = ListContainersOptions {
+            all: true,
+            filters,
+            ..Default::default()
+        };
+        self.client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.api("listing containers", e))
     }
 
     /// Whether an image (by reference or id) exists.
@@ -659,15 +671,7 @@ impl crate::runtime::Runtime for Docker {
     }
 
     async fn list(&self) -> Result<Vec<crate::runtime::Identity>> {
-        let options = bollard::query_parameters::ListContainersOptions {
-            all: true,
-            ..Default::default()
-        };
-        let list = self
-            .client
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.api("listing containers", e))?;
+        let list = self.summaries(None).await?;
         let mut out = Vec::with_capacity(list.len());
         for summary in list {
             let Some(id) = summary.id else { continue };
