@@ -17,6 +17,8 @@ pub const DIR_BUF: usize = DIR_CAP + NAME_CAP;
 pub const MAX_DEPTH: u32 = 48;
 /// Syscall numbers covered by the syscall spec table.
 pub const MAX_SYSCALL_NR: u32 = 512;
+/// 64-bit words of a syscall bitmap (one bit per syscall number of one ABI).
+pub const SYSCALL_WORDS: usize = MAX_SYSCALL_NR as usize / 64;
 /// Levels of the cgroup v2 tree at which a watched ancestor may sit (bit `n` = level `n`).
 pub const MAX_CGROUP_LEVEL: u32 = 16;
 
@@ -52,6 +54,19 @@ pub struct CgroupName {
     pub watch_id: u64,
     /// NUL-terminated.
     pub name: [u8; CGROUP_NAME_CAP],
+}
+
+/// The syscalls the programs of one cgroup made, by number, in each ABI (the `SYSCALLS`
+/// map, per CPU: user space ORs the CPUs' sets).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallSet {
+    /// The watched cgroup the cgroup was seen through.
+    pub watch_id: u64,
+    /// x86_64 syscall numbers.
+    pub native: [u64; SYSCALL_WORDS],
+    /// i386 (compat) syscall numbers, made by 32-bit programs.
+    pub compat: [u64; SYSCALL_WORDS],
 }
 
 /// `dirfd` value meaning "relative to the current working directory".
@@ -218,7 +233,10 @@ pub mod stat {
     pub const RETRIED: u32 = 3;
     /// Pending retries that found no slot (map full), or whose thread was gone: lost.
     pub const RETRY_LOST: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Syscalls of watched programs that no set could record (the `SYSCALLS` map was full,
+    /// or the number is beyond the table, as x32 ones are).
+    pub const SYSCALLS_UNRECORDED: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 #[cfg(feature = "user")]
@@ -229,4 +247,5 @@ mod pod {
     unsafe impl aya::Pod for super::PathEvent {}
     unsafe impl aya::Pod for super::Pending {}
     unsafe impl aya::Pod for super::CgroupName {}
+    unsafe impl aya::Pod for super::SyscallSet {}
 }

@@ -40,9 +40,49 @@ pub enum Command {
     Info(InfoArgs),
     /// Run an image and its slim image the same way and compare what they do.
     Verify(VerifyArgs),
+    /// Write a seccomp profile that allows the syscalls the reports' workloads made.
+    Seccomp(SeccompArgs),
     /// Watch every labelled container of this host from its first instruction, keep its
     /// access report, and serve the reports over HTTP.
     Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SeccompArgs {
+    /// Access reports (files, or http:// URLs); several are merged.
+    #[arg(required = true, num_args = 1..)]
+    pub reports: Vec<String>,
+    /// Where to write the profile.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Write a profile even from reports that saw only part of their containers' lives.
+    #[arg(long)]
+    pub allow_partial: bool,
+}
+
+/// How a seccomp profile is made.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// The runtime whose steps after installing the filter are allowed.
+    #[arg(long, value_enum, default_value_t = crate::seccomp::Baseline::Runc)]
+    pub baseline: crate::seccomp::Baseline,
+    /// Log what the profile would deny (SCMP_ACT_LOG) instead of denying it.
+    #[arg(long)]
+    pub complain: bool,
+}
+
+/// A seccomp profile written beside the slim image.
+#[derive(Debug, Args)]
+pub struct SeccompOutArgs {
+    /// Also write a seccomp profile of the observed syscalls here (`run --verify` then runs
+    /// the slim image under it).
+    #[arg(long, value_name = "FILE")]
+    pub seccomp: Option<PathBuf>,
+    /// The runtime whose steps after installing the filter the profile allows.
+    #[arg(long, value_enum, default_value_t = crate::seccomp::Baseline::Runc, requires = "seccomp")]
+    pub seccomp_baseline: crate::seccomp::Baseline,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +151,9 @@ pub struct VerifyArgs {
     pub original: String,
     /// The slim image.
     pub slim: String,
+    /// Run the slim image under this seccomp profile.
+    #[arg(long, value_name = "FILE")]
+    pub seccomp: Option<PathBuf>,
     #[command(flatten)]
     pub scenario: ScenarioArgs,
     /// The command to run in both instead of the image's Cmd.
@@ -198,9 +241,12 @@ pub struct BuildArgs {
     /// Tag of the slim image (default: <repo>:<tag>-slim).
     #[arg(short, long)]
     pub tag: Option<String>,
-    /// Build even from reports that lost events.
+    /// Build even from reports that lost events (and write a profile from reports that saw
+    /// part of their containers' lives).
     #[arg(long)]
     pub allow_incomplete: bool,
+    #[command(flatten)]
+    pub seccomp: SeccompOutArgs,
     #[command(flatten)]
     pub selection: SelectionArgs,
     #[command(flatten)]
@@ -243,6 +289,8 @@ pub struct RunArgs {
     /// Build even if events were lost.
     #[arg(long)]
     pub allow_incomplete: bool,
+    #[command(flatten)]
+    pub seccomp: SeccompOutArgs,
     #[command(flatten)]
     pub sensor: SensorArgs,
     #[command(flatten)]

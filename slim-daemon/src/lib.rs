@@ -12,6 +12,7 @@ pub mod report;
 pub mod resolve;
 pub mod runtime;
 pub mod scenario;
+pub mod seccomp;
 pub mod sensor;
 pub mod session;
 pub mod ui;

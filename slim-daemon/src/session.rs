@@ -17,6 +17,7 @@ use crate::{
         mountinfo::{self, ContainerMounts},
     },
     runtime::cgroup::Cgroup,
+    seccomp::Syscalls,
     sensor::{Access, AccessKey, AccessOp, FirstUse, Sensor, SensorError, SensorEvent},
 };
 
@@ -52,6 +53,8 @@ pub struct Recording {
     pub accesses: Vec<Access>,
     pub mounts: Option<ContainerMounts>,
     pub events: EventCounts,
+    /// None when the sensor cannot see syscalls.
+    pub syscalls: Option<Syscalls>,
     pub started_at: SystemTime,
     pub ended_at: SystemTime,
 }
@@ -166,6 +169,10 @@ impl Observation {
         self.drain();
         let counters = self.sensor.counters()?;
         let problems = self.sensor.problems();
+        let syscalls = self
+            .sensor
+            .syscalls_of_watch(self.watch_id)
+            .map(|bits| bits.named(counters.syscalls_unrecorded));
         let mut accesses: Vec<Access> = self
             .accesses
             .into_iter()
@@ -189,6 +196,7 @@ impl Observation {
                 read_on_exit: counters.retried,
                 over_limit: self.over_limit,
             },
+            syscalls,
             started_at: self.started_at,
             ended_at: SystemTime::now(),
         })
@@ -332,6 +340,7 @@ pub fn make_report(
         coverage: Default::default(),
         containers_omitted: 0,
         events: recording.events.clone(),
+        syscalls: recording.syscalls.clone(),
         paths,
     };
     let mut report = report;

@@ -9,12 +9,13 @@ use crate::{
     scenario::{self, Ending, Outcome, Scenario},
 };
 
-/// Runs `image` (with `cmd` instead of its Cmd when given) through the scenario, in a
-/// container that is removed afterwards.
+/// Runs `image` (with `cmd` instead of its Cmd when given, and under the seccomp profile
+/// `seccomp` when given) through the scenario, in a container that is removed afterwards.
 pub async fn outcome_of(
     docker: &Docker,
     image: &str,
     cmd: Option<Vec<String>>,
+    seccomp: Option<&str>,
     scenario: &Scenario,
 ) -> Result<Outcome, RuntimeError> {
     let info = docker.image(image).await?;
@@ -32,6 +33,7 @@ pub async fn outcome_of(
             ("slimd.verify".to_owned(), image.to_owned()),
             (cleanup::OWNER_LABEL.to_owned(), cleanup::owner()),
         ]),
+        seccomp: seccomp.map(str::to_owned),
         ..Default::default()
     };
     let id = docker.create(&spec).await?;

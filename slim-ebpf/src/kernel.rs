@@ -71,6 +71,14 @@ pub static MOUNT_MNT: u64 = 0;
 #[unsafe(no_mangle)]
 pub static VFSMOUNT_ROOT: u64 = 0;
 #[unsafe(no_mangle)]
+static MOUNT_MNT_NS: u64 = 0;
+#[unsafe(no_mangle)]
+static TASK_MM: u64 = 0;
+#[unsafe(no_mangle)]
+static MM_EXE_FILE: u64 = 0;
+#[unsafe(no_mangle)]
+static TASK_TI_STATUS: u64 = 0;
+#[unsafe(no_mangle)]
 pub static BPRM_FILE: u64 = 0;
 #[unsafe(no_mangle)]
 pub static BPRM_FILENAME: u64 = 0;
@@ -231,4 +239,33 @@ pub fn root_identity() -> (u32, u64) {
         read::<u32>(sb, off(&SB_DEV)).unwrap_or(0),
         read::<u64>(inode, off(&INODE_INO)).unwrap_or(0),
     )
+}
+
+/// `TS_COMPAT` of x86's `thread_info.status`: the running syscall is a 32-bit one.
+const TS_COMPAT: u32 = 0x0002;
+
+/// Whether the current syscall comes through the i386 (compat) table (`in_ia32_syscall`).
+#[inline(always)]
+pub fn in_compat_syscall() -> bool {
+    read::<u32>(current_task(), off(&TASK_TI_STATUS)).is_some_and(|s| s & TS_COMPAT != 0)
+}
+
+/// The mount namespace a mount belongs to (`real_mount(mnt)->mnt_ns`).
+#[inline(always)]
+fn mount_ns(vfsmount: *const u8) -> *const u8 {
+    kptr(vfsmount.wrapping_sub(off(&MOUNT_MNT)), off(&MOUNT_MNT_NS))
+}
+
+/// Whether the current task runs a program of the mount namespace it lives in: a
+/// container's own program, and not its runtime's (`runc init` runs a host binary, or a
+/// sealed copy of one, until it execs the workload).
+#[inline(always)]
+pub fn runs_own_program() -> bool {
+    let mm = kptr(current_task(), off(&TASK_MM));
+    let exe = kptr(mm, off(&MM_EXE_FILE));
+    let (Some(exe), Some(root)) = (file_path(exe), task_root()) else {
+        return false;
+    };
+    let ns = mount_ns(root.vfsmount);
+    !ns.is_null() && mount_ns(exe.vfsmount) == ns
 }

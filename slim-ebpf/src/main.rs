@@ -7,6 +7,8 @@
 //!   A path whose page was not yet resident on entry is read when the same thread enters
 //!   its next syscall, by which time the kernel has faulted it in (such pages are read-only
 //!   file pages, string literals in particular, so the bytes are the same).
+//!   It also records, per cgroup, which syscalls a watched container's own programs made
+//!   (a bitmap per ABI, no event), for seccomp profiles.
 //! - `exec` (tp_btf `sched_process_exec`) reports the file the kernel really ran and the `#!`
 //!   interpreter it opened, which no syscall names.
 //!
@@ -31,13 +33,14 @@ use aya_ebpf::{
         bpf_probe_read_user_str,
     },
     macros::{btf_tracepoint, map},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::BtfTracePointContext,
 };
 use kernel::{BPRM_FILE, BPRM_FILENAME, BPRM_INTERP, KPath, kptr, off};
 use slim_common::{
     AT_FDCWD, CGROUP_NAME_CAP, CgroupName, DIR_CAP, MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_CAP,
-    PATH_OFFSET, PathEvent, Pending, SyscallSpec, config, flags_kind, stat, status, verdict,
+    PATH_OFFSET, PathEvent, Pending, SYSCALL_WORDS, SyscallSet, SyscallSpec, config, flags_kind,
+    stat, status, verdict,
 };
 
 /// Events to user space. User space sets the real size at load time.
@@ -78,6 +81,16 @@ static SCRATCH: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
 /// when it is full an insert fails and is counted, where an LRU map would evict silently.
 #[map]
 static PENDING: HashMap<u32, Pending> = HashMap::with_max_entries(2048, 0);
+
+/// The syscalls made in each watched cgroup, by the cgroup's id. Per CPU, so that setting a
+/// bit needs no atomic operation; a plain hash map, so that a full one fails (and is
+/// counted) rather than evicting.
+#[map]
+static SYSCALLS: PerCpuHashMap<u64, SyscallSet> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// An empty set to insert (kept off the stack).
+#[map]
+static EMPTY_SET: PerCpuArray<SyscallSet> = PerCpuArray::with_max_entries(1, 0);
 
 const O_NOFOLLOW: u32 = 0o400000;
 const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
@@ -372,15 +385,21 @@ fn try_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
         retry_pending(ctx, unsafe { bpf_get_current_pid_tgid() });
     }
     let nr: i64 = ctx.arg(1);
-    if nr < 0 || nr >= i64::from(MAX_SYSCALL_NR) {
-        return None;
-    }
-    // Most syscalls name no path: decide that before anything else.
-    let spec = *SPECS.get(nr as u32)?;
-    let op = Op::from_u8(spec.op)?;
     // SAFETY: helper without arguments.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
     let watch = watch_id(cgroup)?;
+    if nr < 0 || nr >= i64::from(MAX_SYSCALL_NR) {
+        count(stat::SYSCALLS_UNRECORDED);
+        return None;
+    }
+    let compat = kernel::in_compat_syscall();
+    record_syscall(cgroup, watch, nr as u32, compat);
+    // Path arguments are read by the x86_64 table only.
+    if compat {
+        return None;
+    }
+    let spec = *SPECS.get(nr as u32)?;
+    let op = Op::from_u8(spec.op)?;
     let regs: *const u8 = ctx.arg(0);
     let scratch = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch slot, used by one program at a time on this CPU.
@@ -428,6 +447,46 @@ fn try_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
     }
     send_once(ev, &base);
     Some(())
+}
+
+/// Sets syscall `nr`'s bit in the set of `cgroup`, when the container's own program made it.
+/// Nearly always the bit is set already: one lookup.
+#[inline(always)]
+fn record_syscall(cgroup: u64, watch: u64, nr: u32, compat: bool) {
+    let word = (nr / 64) as usize & (SYSCALL_WORDS - 1);
+    let bit = 1u64 << (nr % 64);
+    let set = match SYSCALLS.get_ptr_mut(&cgroup) {
+        Some(set) => set,
+        None => {
+            if !kernel::runs_own_program() {
+                return;
+            }
+            let Some(empty) = EMPTY_SET.get_ptr_mut(0) else {
+                return;
+            };
+            // SAFETY: per-CPU scratch slot, used by one program at a time on this CPU.
+            let empty = unsafe { &mut *empty };
+            empty.watch_id = watch;
+            if SYSCALLS.insert(&cgroup, &*empty, 0).is_err() {
+                count(stat::SYSCALLS_UNRECORDED);
+                return;
+            }
+            match SYSCALLS.get_ptr_mut(&cgroup) {
+                Some(set) => set,
+                None => return,
+            }
+        }
+    };
+    // SAFETY: this CPU's copy of the entry; no other program writes it meanwhile.
+    let set = unsafe { &mut *set };
+    let words = if compat {
+        &mut set.compat
+    } else {
+        &mut set.native
+    };
+    if words[word] & bit == 0 && kernel::runs_own_program() {
+        words[word] |= bit;
+    }
 }
 
 /// Sends the event a thread left pending on its previous syscall, now that the kernel has

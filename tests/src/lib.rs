@@ -305,33 +305,67 @@ pub fn extract_image(image: &str) -> tempfile::TempDir {
 /// Runs `image` as a service with `port` published on 127.0.0.1 and returns the bytes of
 /// `GET /`, fetched with curl once the service answers.
 pub fn served_root(image: &str, port: &str) -> Vec<u8> {
-    let started = docker(&["run", "-d", "-p", &format!("127.0.0.1::{port}"), image])
-        .ok("starting the service");
-    let id = started.stdout.trim().to_owned();
-    let _guard = ContainerGuard(id.clone());
-    let mapped = docker(&["port", &id, port]).ok("docker port");
-    let address = mapped
-        .stdout
-        .lines()
-        .next()
-        .expect("a published port")
-        .trim()
-        .to_owned();
-    assert!(address.starts_with("127.0.0.1:"), "published on {address}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let out = Command::new("curl")
-            .args(["-s", "-f", &format!("http://{address}/")])
-            .output()
-            .expect("running curl");
-        if out.status.success() {
-            return out.stdout;
+    let service = Service::start(image, port, &[]);
+    service.get_root()
+}
+
+/// A service container with one port published on 127.0.0.1, removed when dropped.
+pub struct Service {
+    pub id: String,
+    image: String,
+    address: String,
+    _guard: ContainerGuard,
+}
+
+impl Service {
+    /// `docker run -d -p 127.0.0.1::<port> <options...> <image>`.
+    pub fn start(image: &str, port: &str, options: &[&str]) -> Self {
+        let publish = format!("127.0.0.1::{port}");
+        let mut args = vec!["run", "-d", "-p", publish.as_str()];
+        args.extend(options);
+        args.push(image);
+        let id = docker(&args)
+            .ok("starting the service")
+            .stdout
+            .trim()
+            .to_owned();
+        let guard = ContainerGuard(id.clone());
+        let mapped = docker(&["port", &id, port]).ok("docker port");
+        let address = mapped
+            .stdout
+            .lines()
+            .next()
+            .expect("a published port")
+            .trim()
+            .to_owned();
+        assert!(address.starts_with("127.0.0.1:"), "published on {address}");
+        Service {
+            id,
+            image: image.to_owned(),
+            address,
+            _guard: guard,
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{image} never answered on {address}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    /// The bytes of `GET /`, once the service answers.
+    pub fn get_root(&self) -> Vec<u8> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let out = Command::new("curl")
+                .args(["-s", "-f", &format!("http://{}/", self.address)])
+                .output()
+                .expect("running curl");
+            if out.status.success() {
+                return out.stdout;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never answered on {}",
+                self.image,
+                self.address
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 

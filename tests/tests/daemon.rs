@@ -269,6 +269,26 @@ fn containers_others_start_are_watched_from_their_first_instruction() {
     let got = docker_run(tag.as_str(), &cmd).ok("the slim image");
     assert_eq!(got.stdout, want.stdout);
     assert_eq!(want.stdout, "first\n{\"ok\": 1}\n");
+
+    // The image's seccomp profile, from the merged report, runs the slim image.
+    let (code, profile) = daemon.get(&format!("/images/{}/seccomp", image_id(&image)));
+    assert_eq!(code, 200, "{profile}");
+    let profile_file = dir.path().join("profile.json");
+    fs::write(&profile_file, &profile).unwrap();
+    let opt = format!("seccomp={}", profile_file.display());
+    let mut args = vec!["run", "--rm", "--security-opt", opt.as_str(), tag.as_str()];
+    args.extend(cmd);
+    let confined = docker(&args).ok("the slim image under the daemon's profile");
+    assert_eq!(confined.stdout, want.stdout);
+    assert_eq!(
+        daemon
+            .get(&format!(
+                "/images/{}/seccomp?baseline=tini",
+                image_id(&image)
+            ))
+            .0,
+        400
+    );
     let (code, took) = daemon.stop(libc::SIGTERM);
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");

@@ -137,12 +137,7 @@ pub async fn build(
     let report = if reports.is_empty() {
         None
     } else {
-        Some(AccessReport::merge(
-            reports
-                .into_iter()
-                .map(|(p, r)| (p.display().to_string(), r))
-                .collect(),
-        )?)
+        Some(AccessReport::merge_files(reports)?)
     };
     let tag = match &options.tag {
         Some(t) => t.clone(),

@@ -10,12 +10,7 @@ use crate::{
 pub async fn execute(args: MergeArgs, ui: Ui) -> anyhow::Result<()> {
     let reports = build::read_reports(&args.reports).await?;
     let count = reports.len();
-    let merged = AccessReport::merge(
-        reports
-            .into_iter()
-            .map(|(p, r)| (p.display().to_string(), r))
-            .collect(),
-    )?;
+    let merged = AccessReport::merge_files(reports)?;
     interrupt::blocking(|| merged.write(&args.output))?;
     ui.result(format!(
         "Merged {count} reports of {} ({} paths) -> {}",

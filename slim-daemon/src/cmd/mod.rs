@@ -5,6 +5,7 @@ mod info;
 mod merge;
 mod observe;
 mod run;
+mod seccomp;
 mod verify;
 
 use anyhow::Context;
@@ -30,6 +31,7 @@ impl Command {
             Command::Merge(args) => cancellable(merge::execute(args, ui)).await,
             Command::Info(args) => cancellable(info::execute(args, ui)).await,
             Command::Verify(args) => verify::execute(args, ui).await,
+            Command::Seccomp(args) => cancellable(seccomp::execute(args, ui)).await,
             // The daemon takes signals as the order to write its reports and stop.
             Command::Daemon(args) => daemon::execute(args).await,
         }

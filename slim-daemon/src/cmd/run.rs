@@ -1,9 +1,14 @@
 //! `slimd run`: run an image, observe it from its first instruction, build the slim image.
-use std::{collections::HashMap, path::Path, sync::OnceLock, time::Duration};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+    time::Duration,
+};
 
 use anyhow::Context;
 
-use super::{fanotify_fallback, observed, progress_detail, summary_line};
+use super::{fanotify_fallback, observed, progress_detail, seccomp::profile_line, summary_line};
 use crate::{
     build::{self, BuildOptions, BuildSummary, SelectionRules},
     cli::RunArgs,
@@ -17,6 +22,7 @@ use crate::{
         cleanup,
     },
     scenario::{self, Ending, Scenario},
+    seccomp,
     sensor::{FanotifySensor, Sensor, SensorError},
     session::{self, Observation, Recording},
     ui::Ui,
@@ -77,6 +83,7 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         } else {
             Vec::new()
         },
+        seccomp: None,
     };
     let plan = Plan {
         docker: &docker,
@@ -253,8 +260,11 @@ impl Plan<'_> {
                 outcome.exit_code
             ));
         }
-        let summary = self.build(&recording, &container, rules).await?;
+        let (summary, profile) = self.build(&recording, &container, rules).await?;
         ui.result(summary_line(&summary));
+        if let Some(profile) = &profile {
+            ui.result(profile_line(&profile.value, &profile.path));
+        }
         if args.verify {
             let cmd = (!args.cmd.is_empty()).then(|| args.cmd.clone());
             let original = super::verify::Named {
@@ -265,18 +275,32 @@ impl Plan<'_> {
                 name: summary.tag.clone(),
                 id: summary.image_id.clone(),
             };
-            super::verify::compare(docker, &ui, &original, &slim, cmd, scenario).await?;
+            let confined = profile.map(|p| super::verify::Profile {
+                name: p.path.display().to_string(),
+                text: p.value.to_string(),
+            });
+            super::verify::compare(
+                docker,
+                &ui,
+                &original,
+                &slim,
+                cmd,
+                confined.as_ref(),
+                scenario,
+            )
+            .await?;
         }
         Ok(())
     }
 
-    /// Resolves the recording against the image and builds the slim image.
+    /// Resolves the recording against the image and builds the slim image, and the seccomp
+    /// profile of `--seccomp`.
     async fn build(
         &self,
         recording: &Recording,
         container: &ContainerInfo,
         rules: SelectionRules,
-    ) -> anyhow::Result<BuildSummary> {
+    ) -> anyhow::Result<(BuildSummary, Option<WrittenProfile>)> {
         let Plan {
             docker,
             args,
@@ -322,6 +346,17 @@ impl Plan<'_> {
                 report.events.gaps()
             );
         }
+        let profile = match &args.seccomp.seccomp {
+            Some(path) => {
+                let observed = [(PathBuf::from("the observation"), report.clone())];
+                let value = args.seccomp.profile_of(&observed, args.allow_incomplete)?;
+                Some(WrittenProfile {
+                    path: path.clone(),
+                    value,
+                })
+            }
+            None => None,
+        };
         let tag = args
             .tag
             .clone()
@@ -335,7 +370,7 @@ impl Plan<'_> {
             force: args.outputs.force,
             rules,
         };
-        Ok(build::build_from(
+        let summary = build::build_from(
             Some(docker),
             &original,
             &args.image,
@@ -344,6 +379,16 @@ impl Plan<'_> {
             &options,
             &ui,
         )
-        .await?)
+        .await?;
+        if let Some(profile) = &profile {
+            interrupt::blocking(|| seccomp::write_profile(&profile.path, &profile.value))?;
+        }
+        Ok((summary, profile))
     }
+}
+
+/// The seccomp profile `run --seccomp` wrote.
+struct WrittenProfile {
+    path: PathBuf,
+    value: serde_json::Value,
 }

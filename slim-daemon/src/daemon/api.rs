@@ -7,15 +7,19 @@ use std::sync::{
 
 use axum::{
     Router,
-    extract::{Path, State},
+    extract::{Path, RawQuery, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use serde::Serialize;
+use serde_json::json;
 
 use super::{metrics::Metrics, store::Store};
-use crate::report::{AccessReport, CoverageState};
+use crate::{
+    report::{AccessReport, CoverageState},
+    seccomp::{self, Baseline, ProfileOptions},
+};
 
 /// One container's report, in short.
 #[derive(Clone, Debug, Serialize)]
@@ -103,6 +107,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/reports/{key}", get(report))
         .route("/images", get(images))
         .route("/images/{id}/report", get(image_report))
+        .route("/images/{id}/seccomp", get(image_seccomp))
         .route("/metrics", get(metrics))
         .fallback(|| async { not_found("no such resource; see /reports and /images") })
         .with_state(state)
@@ -184,17 +189,77 @@ async fn report(State(s): State<Arc<ApiState>>, Path(key): Path<String>) -> Resp
     }
 }
 
-async fn image_report(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+async fn image_bytes(s: &ApiState, id: &str) -> Option<Vec<u8>> {
     let store = s.store.clone();
-    let key = id.clone();
-    let bytes = tokio::task::spawn_blocking(move || store.image_bytes(&key))
+    let key = id.to_owned();
+    tokio::task::spawn_blocking(move || store.image_bytes(&key))
         .await
         .ok()
-        .flatten();
+        .flatten()
+}
+
+async fn image_report(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    let bytes = image_bytes(&s, &id).await;
     match bytes {
         Some(b) => report_bytes(b),
         None => not_found(&format!("no report of image {id}; see /images")),
     }
+}
+
+/// The seccomp profile of an image's merged report (`?baseline=runc|crun|none`,
+/// `?complain`). It is served even when the report is partial: `X-Slimd-Coverage` says so.
+async fn image_seccomp(
+    State(s): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(options) = profile_options(query.as_deref().unwrap_or("")) else {
+        let body = json!({ "error": "unknown query; use baseline=runc|crun|none and complain" });
+        return (StatusCode::BAD_REQUEST, json(&body)).into_response();
+    };
+    let bytes = image_bytes(&s, &id).await;
+    let Some(bytes) = bytes else {
+        return not_found(&format!("no report of image {id}; see /images"));
+    };
+    let source = format!("the report of image {id}");
+    let report = match AccessReport::from_slice(&bytes, std::path::Path::new(&source)) {
+        Ok(r) => r,
+        Err(e) => return server_error(&e.to_string()),
+    };
+    match seccomp::profile_of_report(&source, &report, options, true) {
+        Ok(profile) => {
+            let state = serde_json::to_value(report.coverage.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let coverage = header::HeaderValue::from_str(&state)
+                .unwrap_or(header::HeaderValue::from_static("unknown"));
+            ([("x-slimd-coverage", coverage)], json(&profile)).into_response()
+        }
+        Err(e) => {
+            let body = json!({ "error": e.to_string() });
+            (StatusCode::CONFLICT, json(&body)).into_response()
+        }
+    }
+}
+
+fn profile_options(query: &str) -> Option<ProfileOptions> {
+    let mut options = ProfileOptions::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("baseline", "runc") => options.baseline = Baseline::Runc,
+            ("baseline", "crun") => options.baseline = Baseline::Crun,
+            ("baseline", "none") => options.baseline = Baseline::None,
+            ("complain", "" | "true" | "1") => options.complain = true,
+            _ => return None,
+        }
+    }
+    Some(options)
+}
+
+fn server_error(what: &str) -> Response {
+    let body = json!({ "error": what });
+    (StatusCode::INTERNAL_SERVER_ERROR, json(&body)).into_response()
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> Response {

@@ -115,6 +115,7 @@ pub struct Daemon {
     /// after `DETACH_GRACE`, so that a burst of new containers does not find it detached.
     idle_since: Option<Instant>,
     lost_seen: u64,
+    syscalls_unrecorded_seen: u64,
     batch: Vec<SensorEvent>,
 }
 
@@ -184,6 +185,7 @@ pub async fn run<R: Runtime>(
         attached_since: None,
         idle_since: None,
         lost_seen: 0,
+        syscalls_unrecorded_seen: 0,
         batch: Vec::new(),
         options,
     };
@@ -562,6 +564,7 @@ impl Daemon {
         };
         watch.exited();
         tracing::info!("container {} ({}) exited", watch.identity.name, short(id));
+        self.collect_syscalls();
         // Its cgroups are gone with it (a restart makes new ones).
         let mine = Slot::Container(id.to_owned());
         let cgroups: Vec<u64> = self
@@ -574,6 +577,7 @@ impl Daemon {
             self.slots.remove(&cgroup);
             match &mut self.sensor {
                 Sensor::Ebpf(ebpf) => {
+                    ebpf.forget_syscalls(cgroup);
                     if let Err(e) = ebpf.forget(cgroup) {
                         tracing::debug!("forgetting cgroup {cgroup}: {e}");
                     }
@@ -655,7 +659,14 @@ impl Daemon {
                     tracing::info!("watching {} ({})", identity.name, short(&id));
                 }
                 let offset = self.sensor_started.elapsed().as_millis() as u64;
-                let mut watch = Watch::new(identity.clone(), previous.remove(&id), offset, joined);
+                let sees_syscalls = matches!(self.sensor, Sensor::Ebpf(_));
+                let mut watch = Watch::new(
+                    identity.clone(),
+                    previous.remove(&id),
+                    offset,
+                    joined,
+                    sees_syscalls,
+                );
                 // fanotify can mark a container's file system only once it is mounted.
                 if identity.running && !joined && matches!(self.sensor, Sensor::Fanotify(_)) {
                     watch.joined_late();
@@ -834,11 +845,47 @@ impl Daemon {
             }
         }
         self.lost_seen = lost;
+        if counters.syscalls_unrecorded > self.syscalls_unrecorded_seen {
+            let delta = counters.syscalls_unrecorded - self.syscalls_unrecorded_seen;
+            tracing::warn!(
+                "{delta} syscalls could not be recorded; the running containers' syscall sets may miss some"
+            );
+            for watch in self.watches.values_mut().filter(|w| w.running) {
+                watch.add_syscalls_unrecorded(delta);
+            }
+        }
+        self.syscalls_unrecorded_seen = counters.syscalls_unrecorded;
+    }
+
+    /// Takes the kernel's syscall sets into the watches of their cgroups' containers. Sets of
+    /// ignored cgroups, and of cgroups gone before anyone could tell whose they were, go.
+    fn collect_syscalls(&mut self) {
+        let Sensor::Ebpf(ebpf) = &mut self.sensor else {
+            return;
+        };
+        for (cgroup, _, bits) in ebpf.syscall_sets() {
+            match self.slots.get(&cgroup) {
+                Some(Slot::Container(id)) => {
+                    if let Some(watch) = self.watches.get_mut(id) {
+                        watch.add_syscalls(&bits);
+                    }
+                }
+                Some(Slot::Ignored) => ebpf.forget_syscalls(cgroup),
+                None if !self.unknown.contains_key(&cgroup)
+                    && !self.lookups.iter().any(|(c, _)| *c == cgroup)
+                    && self.cgroupfs.path_of(cgroup).is_none() =>
+                {
+                    ebpf.forget_syscalls(cgroup)
+                }
+                None => {}
+            }
+        }
     }
 
     /// Writes every report that changed, and the merged report of each image that did.
     fn flush(&mut self) {
         self.count_lost();
+        self.collect_syscalls();
         self.prune_ignored();
         let sensor = self.sensor_info.clone();
         let store = self.store.clone();

@@ -12,6 +12,7 @@ use crate::{
     report::{AccessReport, ContainerRef, EventCounts, ImageRef, PartialReason, SensorInfo},
     resolve::Resolver,
     runtime::Identity,
+    seccomp::SyscallBits,
     sensor::Access,
 };
 
@@ -31,6 +32,10 @@ pub struct Watch {
     over_limit: u64,
     /// Kernel events lost while it was watched: the kernel cannot tell whose they were.
     lost: u64,
+    /// The syscalls its own programs made; None when the sensor cannot see them.
+    syscalls: Option<SyscallBits>,
+    /// Syscalls the kernel could not record while it was watched (whose, it cannot tell).
+    syscalls_unrecorded: u64,
     /// Milliseconds from the sensor's start to this watch's: accesses count from here.
     offset_ms: u64,
     pub from: SystemTime,
@@ -43,12 +48,13 @@ pub struct Watch {
 
 impl Watch {
     /// A new watch of `identity`, from now (`offset_ms` after the sensor started); `joined`
-    /// when the container was already running.
+    /// when the container was already running; `sees_syscalls` when the sensor records them.
     pub fn new(
         identity: Identity,
         previous: Option<AccessReport>,
         offset_ms: u64,
         joined: bool,
+        sees_syscalls: bool,
     ) -> Self {
         let mut partial = BTreeSet::new();
         if joined {
@@ -63,6 +69,8 @@ impl Watch {
             received: 0,
             over_limit: 0,
             lost: 0,
+            syscalls: sees_syscalls.then(SyscallBits::default),
+            syscalls_unrecorded: 0,
             offset_ms,
             from: SystemTime::now(),
             to: None,
@@ -103,6 +111,22 @@ impl Watch {
 
     pub fn add_lost(&mut self, lost: u64) {
         self.lost = self.lost.saturating_add(lost);
+        self.dirty = true;
+    }
+
+    /// What the kernel recorded of one of its cgroups so far (a cumulative set).
+    pub fn add_syscalls(&mut self, bits: &SyscallBits) {
+        if let Some(mine) = &mut self.syscalls
+            && (mine.native != bits.native || mine.compat != bits.compat)
+        {
+            let before = *mine;
+            mine.add(&bits.native, &bits.compat);
+            self.dirty |= *mine != before;
+        }
+    }
+
+    pub fn add_syscalls_unrecorded(&mut self, n: u64) {
+        self.syscalls_unrecorded = self.syscalls_unrecorded.saturating_add(n);
         self.dirty = true;
     }
 
@@ -157,6 +181,9 @@ impl Watch {
             complete: events.is_complete(),
             coverage: Default::default(),
             events,
+            syscalls: self
+                .syscalls
+                .map(|bits| bits.named(self.syscalls_unrecorded)),
             paths: self
                 .resolver
                 .as_ref()

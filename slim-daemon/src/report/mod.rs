@@ -10,7 +10,7 @@ use std::{
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{fsutil, interrupt};
+use crate::{fsutil, interrupt, seccomp::Syscalls};
 
 /// An error with its causes, on one line.
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -297,6 +297,10 @@ pub struct AccessReport {
     /// `complete` together with what parts of the containers' lives were seen.
     #[serde(default)]
     pub coverage: Coverage,
+    /// The syscalls the containers' own programs made (not their runtime's); None when the
+    /// sensor could not see them (fanotify), or a merged part had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscalls: Option<Syscalls>,
     #[serde(serialize_with = "ser_paths", deserialize_with = "de_paths")]
     pub paths: BTreeMap<PathBuf, PathRecord>,
 }
@@ -420,6 +424,16 @@ impl AccessReport {
         Ok(merged)
     }
 
+    /// [`Self::merge`] of reports read from files (or URLs), named by them.
+    pub fn merge_files(reports: Vec<(PathBuf, AccessReport)>) -> Result<AccessReport, ReportError> {
+        Self::merge(
+            reports
+                .into_iter()
+                .map(|(p, r)| (p.display().to_string(), r))
+                .collect(),
+        )
+    }
+
     fn absorb(&mut self, other: AccessReport) {
         for c in other.containers {
             match self
@@ -463,6 +477,11 @@ impl AccessReport {
         // A merge is partial when any part is, and never the other way round.
         self.coverage.partial.extend(other.coverage.partial);
         self.update_coverage();
+        // A part that could not see syscalls makes the union unknown.
+        match (&mut self.syscalls, &other.syscalls) {
+            (Some(mine), Some(theirs)) => mine.union(theirs),
+            _ => self.syscalls = None,
+        }
         for (path, record) in other.paths {
             match self.paths.get_mut(&path) {
                 Some(mine) => {

@@ -101,6 +101,8 @@ pub struct CreateSpec {
     pub labels: HashMap<String, String>,
     /// Container ports (`80/tcp`) to publish on a free port of 127.0.0.1.
     pub publish: Vec<String>,
+    /// A seccomp profile (its JSON text) instead of the engine's default.
+    pub seccomp: Option<String>,
 }
 
 /// What a command run in a container did.
@@ -363,6 +365,7 @@ impl Docker {
             labels: Some(spec.labels.clone()),
             host_config: Some(HostConfig {
                 cgroup_parent: spec.cgroup_parent.clone(),
+                security_opt: spec.seccomp.as_ref().map(|p| vec![format!("seccomp={p}")]),
                 port_bindings: Some(
                     spec.publish
                         .iter()

@@ -4,12 +4,12 @@ use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, tp_btf::BtfTracePointLinkId},
 };
 use slim_common::{
-    CgroupName, MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_OFFSET, PathEvent, Pending, SyscallSpec,
-    config, flags_kind, stat, status, verdict,
+    CgroupName, MAX_CGROUP_LEVEL, MAX_SYSCALL_NR, Op, PATH_OFFSET, PathEvent, Pending, SyscallSet,
+    SyscallSpec, config, flags_kind, stat, status, verdict,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -18,7 +18,7 @@ use super::{
     btf::{Btf, BtfError},
     syscalls,
 };
-use crate::runtime::cgroup::Cgroup;
+use crate::{runtime::cgroup::Cgroup, seccomp::SyscallBits};
 
 /// The compiled kernel side, built by `cargo xtask build-ebpf` and committed with a stamp.
 static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/slimd-ebpf.o");
@@ -48,7 +48,7 @@ pub enum SensorError {
 }
 
 /// Kernel struct member offsets the programs need, by the name of their global.
-const OFFSETS: [(&str, &str, &str); 34] = [
+const OFFSETS: [(&str, &str, &str); 38] = [
     // The syscall arguments in the saved registers, in the x86_64 ABI's order.
     ("ARG0", "pt_regs", "di"),
     ("ARG1", "pt_regs", "si"),
@@ -81,6 +81,10 @@ const OFFSETS: [(&str, &str, &str); 34] = [
     ("MOUNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
     ("MOUNT_MNT", "mount", "mnt"),
     ("VFSMOUNT_ROOT", "vfsmount", "mnt_root"),
+    ("MOUNT_MNT_NS", "mount", "mnt_ns"),
+    ("TASK_MM", "task_struct", "mm"),
+    ("MM_EXE_FILE", "mm_struct", "exe_file"),
+    ("TASK_TI_STATUS", "task_struct", "thread_info.status"),
     ("BPRM_FILE", "linux_binprm", "file"),
     ("BPRM_FILENAME", "linux_binprm", "filename"),
     ("BPRM_INTERP", "linux_binprm", "interp"),
@@ -108,6 +112,7 @@ pub struct EbpfSensor {
     config: Array<MapData, u64>,
     pending: HashMap<MapData, u32, Pending>,
     names: HashMap<MapData, u64, CgroupName>,
+    syscalls: PerCpuHashMap<MapData, u64, SyscallSet>,
     stats: PerCpuArray<MapData, u64>,
     ring: AsyncFd<RingBuf<MapData>>,
     /// Last value written to `CONFIG[GENERATION]`.
@@ -215,6 +220,8 @@ impl EbpfSensor {
         let config = Array::try_from(take(&mut ebpf, "CONFIG")?).map_err(map_err("CONFIG"))?;
         let pending = HashMap::try_from(take(&mut ebpf, "PENDING")?).map_err(map_err("PENDING"))?;
         let names = HashMap::try_from(take(&mut ebpf, "NAMES")?).map_err(map_err("NAMES"))?;
+        let syscalls =
+            PerCpuHashMap::try_from(take(&mut ebpf, "SYSCALLS")?).map_err(map_err("SYSCALLS"))?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, "STATS")?).map_err(map_err("STATS"))?;
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?;
         // SAFETY: the ring buffer owns its map fd, which stays open and the same until the
@@ -229,6 +236,7 @@ impl EbpfSensor {
             config,
             pending,
             names,
+            syscalls,
             stats,
             ring,
             generation: 0,
@@ -368,6 +376,28 @@ impl EbpfSensor {
         drain_ring(self.ring.get_mut(), &mut self.problems, context, out);
     }
 
+    /// The syscalls recorded per cgroup, over all CPUs: (cgroup id, watch id, syscalls).
+    pub fn syscall_sets(&self) -> Vec<(u64, u64, SyscallBits)> {
+        self.syscalls
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(cgroup, per_cpu)| {
+                let mut bits = SyscallBits::default();
+                let mut watch = 0;
+                for set in per_cpu.iter() {
+                    bits.add(&set.native, &set.compat);
+                    watch = watch.max(set.watch_id);
+                }
+                (cgroup, watch, bits)
+            })
+            .collect()
+    }
+
+    /// Drops the syscalls recorded for a cgroup (read, or of no interest).
+    pub fn forget_syscalls(&mut self, cgroup: u64) {
+        let _ = self.syscalls.remove(&cgroup);
+    }
+
     pub fn counters(&self) -> Result<SensorCounters, SensorError> {
         let per_cpu = |index: u32| -> Result<Vec<u64>, SensorError> {
             Ok(self
@@ -399,6 +429,7 @@ impl EbpfSensor {
             lost_per_cpu,
             retried: sum(stat::RETRIED)?,
             stranded,
+            syscalls_unrecorded: sum(stat::SYSCALLS_UNRECORDED)?,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 pub use ebpf::{EbpfSensor, SensorError, SensorEvent};
 pub use fanotify::FanotifySensor;
 
-use crate::runtime::cgroup::Cgroup;
+use crate::{runtime::cgroup::Cgroup, seccomp::SyscallBits};
 
 /// Which sensor to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -135,6 +135,21 @@ impl Sensor {
         }
     }
 
+    /// The syscalls made below watch `watch_id`, over all its cgroups; None when the sensor
+    /// cannot see syscalls.
+    pub fn syscalls_of_watch(&self, watch_id: u64) -> Option<SyscallBits> {
+        let Sensor::Ebpf(s) = self else {
+            return None;
+        };
+        let mut bits = SyscallBits::default();
+        for (_, watch, set) in s.syscall_sets() {
+            if watch == watch_id {
+                bits.add(&set.native, &set.compat);
+            }
+        }
+        Some(bits)
+    }
+
     pub fn problems(&self) -> EventProblems {
         match self {
             Sensor::Ebpf(s) => s.problems.clone(),
@@ -246,6 +261,8 @@ pub struct SensorCounters {
     /// Paths still waiting for their thread's next syscall, which never came (the thread
     /// was killed inside its syscall): lost.
     pub stranded: u64,
+    /// Syscalls of watched programs that could not be recorded.
+    pub syscalls_unrecorded: u64,
 }
 
 impl SensorCounters {
