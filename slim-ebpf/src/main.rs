@@ -103,13 +103,16 @@ pub(crate) fn count(index: u32) {
     }
 }
 
-/// A remembered verdict of `watch_id` (watch 0: not watched).
+/// A remembered verdict of `watch_id` (watch 0: not watched), and the syscalls of the cgroup
+/// known to be recorded already, so that the steady state costs no map lookup beyond this.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct WatchVerdict {
     cgroup: u64,
     watch: u64,
     generation: u64,
+    native: [u64; SYSCALL_WORDS],
+    compat: [u64; SYSCALL_WORDS],
 }
 
 const VERDICT_SLOTS: u32 = 64;
@@ -122,12 +125,19 @@ static VERDICTS: PerCpuArray<WatchVerdict> = PerCpuArray::with_max_entries(VERDI
 /// ancestors that has an entry decides (watched: that one; ignored: none).
 #[inline(always)]
 fn watch_id(cgroup: u64) -> Option<u64> {
+    let slot = verdict(cgroup)?;
+    (slot.watch != 0).then_some(slot.watch)
+}
+
+/// This CPU's cached verdict of `cgroup`, looked up anew when it is not the cached one.
+#[inline(always)]
+fn verdict(cgroup: u64) -> Option<&'static mut WatchVerdict> {
     let generation = *CONFIG.get(config::GENERATION)?;
     let slot = VERDICTS.get_ptr_mut(cgroup as u32 & (VERDICT_SLOTS - 1))?;
     // SAFETY: per-CPU slot, no concurrent writer on this CPU.
     let slot = unsafe { &mut *slot };
     if slot.cgroup == cgroup && slot.generation == generation {
-        return (slot.watch != 0).then_some(slot.watch);
+        return Some(slot);
     }
     let watch = lookup_watch(cgroup);
     if let Some(w) = watch
@@ -135,12 +145,12 @@ fn watch_id(cgroup: u64) -> Option<u64> {
     {
         remember_name(cgroup, w);
     }
-    *slot = WatchVerdict {
-        cgroup,
-        watch: watch.unwrap_or(0),
-        generation,
-    };
-    watch
+    slot.cgroup = cgroup;
+    slot.watch = watch.unwrap_or(0);
+    slot.generation = generation;
+    slot.native = [0; SYSCALL_WORDS];
+    slot.compat = [0; SYSCALL_WORDS];
+    Some(slot)
 }
 
 #[inline(always)]
@@ -387,13 +397,17 @@ fn try_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
     let nr: i64 = ctx.arg(1);
     // SAFETY: helper without arguments.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    let watch = watch_id(cgroup)?;
+    let slot = verdict(cgroup)?;
+    let watch = slot.watch;
+    if watch == 0 {
+        return None;
+    }
     if nr < 0 || nr >= i64::from(MAX_SYSCALL_NR) {
         count(stat::SYSCALLS_UNRECORDED);
         return None;
     }
     let compat = kernel::in_compat_syscall();
-    record_syscall(cgroup, watch, nr as u32, compat);
+    record_syscall(slot, nr as u32, compat);
     // Path arguments are read by the x86_64 table only.
     if compat {
         return None;
@@ -449,24 +463,30 @@ fn try_sys_enter(ctx: &BtfTracePointContext) -> Option<()> {
     Some(())
 }
 
-/// Sets syscall `nr`'s bit in the set of `cgroup`, when the container's own program made it.
-/// Nearly always the bit is set already: one lookup.
+/// Sets syscall `nr`'s bit in the set of the slot's cgroup, when the container's own program
+/// made it. Nearly always this CPU knows the bit is set already.
 #[inline(always)]
-fn record_syscall(cgroup: u64, watch: u64, nr: u32, compat: bool) {
+fn record_syscall(slot: &mut WatchVerdict, nr: u32, compat: bool) {
     let word = (nr / 64) as usize & (SYSCALL_WORDS - 1);
     let bit = 1u64 << (nr % 64);
+    let known = if compat {
+        &mut slot.compat
+    } else {
+        &mut slot.native
+    };
+    if known[word] & bit != 0 || !kernel::runs_own_program() {
+        return;
+    }
+    let cgroup = slot.cgroup;
     let set = match SYSCALLS.get_ptr_mut(&cgroup) {
         Some(set) => set,
         None => {
-            if !kernel::runs_own_program() {
-                return;
-            }
             let Some(empty) = EMPTY_SET.get_ptr_mut(0) else {
                 return;
             };
             // SAFETY: per-CPU scratch slot, used by one program at a time on this CPU.
             let empty = unsafe { &mut *empty };
-            empty.watch_id = watch;
+            empty.watch_id = slot.watch;
             if SYSCALLS.insert(&cgroup, &*empty, 0).is_err() {
                 count(stat::SYSCALLS_UNRECORDED);
                 return;
@@ -484,9 +504,8 @@ fn record_syscall(cgroup: u64, watch: u64, nr: u32, compat: bool) {
     } else {
         &mut set.native
     };
-    if words[word] & bit == 0 && kernel::runs_own_program() {
-        words[word] |= bit;
-    }
+    words[word] |= bit;
+    known[word] |= bit;
 }
 
 /// Sends the event a thread left pending on its previous syscall, now that the kernel has
