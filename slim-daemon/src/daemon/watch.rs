@@ -116,9 +116,7 @@ impl Watch {
 
     /// What the kernel recorded of one of its cgroups so far (a cumulative set).
     pub fn add_syscalls(&mut self, bits: &SyscallBits) {
-        if let Some(mine) = &mut self.syscalls
-            && (mine.native != bits.native || mine.compat != bits.compat)
-        {
+        if let Some(mine) = &mut self.syscalls {
             let before = *mine;
             mine.add(&bits.native, &bits.compat);
             self.dirty |= *mine != before;
