@@ -88,14 +88,15 @@ impl Daemon {
         loop {
             let (code, body) = self.get(path);
             if code == 200 {
-                let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+                let value = serde_json::from_str(&body).unwrap_or(Value::String(body.clone()));
                 if ok(&value) {
                     return value;
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "{path} never became what was awaited; last {code}; daemon log:\n{}",
+                "{path} never became what was awaited; last {code}: {}\ndaemon log:\n{}",
+                &body[..body.len().min(4000)],
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -626,7 +627,7 @@ fn faults_cost_one_line_and_keep_the_daemon_and_its_data() {
     );
 
     // A labelled container that fails to start costs a log line, and the daemon goes on.
-    let failed = docker(&["run", "-l", &label, image, "/no/such/command"]);
+    let failed = docker(&["run", "--rm", "-l", &label, image, "/no/such/command"]);
     assert_ne!(failed.code, Some(0));
     let (code, body) = daemon.get("/healthz");
     assert_eq!((code, body.as_str()), (200, "ok\n"));

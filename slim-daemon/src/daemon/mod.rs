@@ -50,6 +50,8 @@ use crate::{
 /// Events of cgroups not identified yet, kept per cgroup and over all.
 const MAX_UNKNOWN_EVENTS: usize = 4096;
 const MAX_UNKNOWN_CGROUPS: usize = 1024;
+/// How long the syscall set of a cgroup nobody has named yet is kept once the cgroup is gone.
+const UNATTRIBUTED_GRACE: Duration = Duration::from_secs(300);
 /// Containers remembered as not selected (so they are counted once).
 const MAX_NOT_SELECTED: usize = 65_536;
 /// How long the syscall program stays attached once nothing is watched.
@@ -116,6 +118,8 @@ pub struct Daemon {
     idle_since: Option<Instant>,
     lost_seen: u64,
     syscalls_unrecorded_seen: u64,
+    /// Cgroups with a syscall set but no slot yet, and since when.
+    unattributed: HashMap<u64, Instant>,
     batch: Vec<SensorEvent>,
 }
 
@@ -186,6 +190,7 @@ pub async fn run<R: Runtime>(
         idle_since: None,
         lost_seen: 0,
         syscalls_unrecorded_seen: 0,
+        unattributed: HashMap::new(),
         batch: Vec::new(),
         options,
     };
@@ -709,11 +714,18 @@ impl Daemon {
     /// A running selected container: its cgroup is tied to its watch, its earlier events are
     /// taken in, and its resolver is made.
     async fn follow<R: Runtime>(&mut self, runtime: &R, identity: &Identity) {
-        let Some(pid) = identity.pid else { return };
-        let cgroup = match Cgroup::of_process(self.cgroupfs.root(), pid) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!("container {} is gone already: {e}", short(&identity.id));
+        let (pid, cgroup) = match identity
+            .pid
+            .map(|pid| (pid, Cgroup::of_process(self.cgroupfs.root(), pid)))
+        {
+            Some((pid, Ok(c))) => (pid, c),
+            gone => {
+                if let Some((_, Err(e))) = gone {
+                    tracing::debug!("container {} is gone already: {e}", short(&identity.id));
+                }
+                // Its events (kept, or still to come through its cgroup's name) are resolved
+                // all the same.
+                self.make_resolver(runtime, identity, None).await;
                 return;
             }
         };
@@ -863,22 +875,33 @@ impl Daemon {
         let Sensor::Ebpf(ebpf) = &mut self.sensor else {
             return;
         };
+        let now = Instant::now();
         for (cgroup, _, bits) in ebpf.syscall_sets() {
             match self.slots.get(&cgroup) {
                 Some(Slot::Container(id)) => {
                     if let Some(watch) = self.watches.get_mut(id) {
                         watch.add_syscalls(&bits);
+                        // Named only after it exited: the set is taken in, the kernel's goes.
+                        if !watch.running {
+                            ebpf.forget_syscalls(cgroup);
+                        }
                     }
                 }
                 Some(Slot::Ignored) => ebpf.forget_syscalls(cgroup),
-                None if !self.unknown.contains_key(&cgroup)
-                    && !self.lookups.iter().any(|(c, _)| *c == cgroup)
-                    && self.cgroupfs.path_of(cgroup).is_none() =>
-                {
-                    ebpf.forget_syscalls(cgroup)
+                // Not known yet: its path events may still be on their way (a short-lived
+                // container, read late), so its set waits for them, for a while.
+                None => {
+                    let since = *self.unattributed.entry(cgroup).or_insert(now);
+                    if now.duration_since(since) > UNATTRIBUTED_GRACE
+                        && self.cgroupfs.path_of(cgroup).is_none()
+                    {
+                        ebpf.forget_syscalls(cgroup);
+                        self.unattributed.remove(&cgroup);
+                    }
+                    continue;
                 }
-                None => {}
             }
+            self.unattributed.remove(&cgroup);
         }
     }
 
