@@ -2,7 +2,10 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -94,6 +97,7 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
         parent: &parent,
         scenario: &scenario,
         created: OnceLock::new(),
+        create_sent: AtomicBool::new(false),
     };
     let result = interrupt::cancellable(plan.run_and_build(sensor, rules)).await;
     // Only the container this run created is removed, by its id. Interrupted while the
@@ -101,15 +105,10 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
     // when it carries this run's labels.
     let created = match plan.created.get() {
         Some(id) => Some(id.clone()),
-        None => match docker.container(&name).await {
-            Ok(c)
-                if c.labels.get("slimd.run") == Some(&run_id)
-                    && c.labels.get(cleanup::OWNER_LABEL) == Some(&cleanup::owner()) =>
-            {
-                Some(c.id)
-            }
-            _ => None,
-        },
+        None if plan.create_sent.load(Ordering::Acquire) => {
+            created_by_name(&docker, &name, &run_id).await
+        }
+        None => None,
     };
     if let Some(id) = created
         && let Err(e) = docker.remove_container(&id).await
@@ -121,6 +120,30 @@ pub async fn execute(args: RunArgs, ui: Ui) -> anyhow::Result<()> {
     }
     result
 }
+
+/// The container an interrupted creation made: the engine finishes the request, so it shows
+/// up under its name within moments (it is this run's when it carries this run's labels).
+async fn created_by_name(docker: &Docker, name: &str, run_id: &str) -> Option<String> {
+    let deadline = std::time::Instant::now() + CREATE_SETTLES;
+    loop {
+        match docker.container(name).await {
+            Ok(c)
+                if c.labels.get("slimd.run").map(String::as_str) == Some(run_id)
+                    && c.labels.get(cleanup::OWNER_LABEL) == Some(&cleanup::owner()) =>
+            {
+                return Some(c.id);
+            }
+            Ok(_) => return None,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// How long an interrupted creation is given to land.
+const CREATE_SETTLES: Duration = Duration::from_secs(2);
 
 fn rand_suffix() -> u32 {
     std::time::SystemTime::now()
@@ -136,8 +159,10 @@ async fn start_observed(
     sensor: Sensor,
     parent: &Cgroup,
     created: &OnceLock<String>,
+    create_sent: &AtomicBool,
 ) -> anyhow::Result<(String, Observation)> {
     let create = async || -> anyhow::Result<String> {
+        create_sent.store(true, Ordering::Release);
         let id = docker.create(spec).await?;
         let _ = created.set(id.clone());
         Ok(id)
@@ -215,6 +240,8 @@ struct Plan<'a> {
     scenario: &'a Scenario,
     /// The id of the container this run created, once it did.
     created: OnceLock<String>,
+    /// The creation was asked for (its answer may not have come).
+    create_sent: AtomicBool,
 }
 
 impl Plan<'_> {
@@ -229,8 +256,15 @@ impl Plan<'_> {
             ..
         } = *self;
         let step = ui.step(format!("start {}", args.image));
-        let (id, mut observation) =
-            start_observed(docker, spec, sensor, parent, &self.created).await?;
+        let (id, mut observation) = start_observed(
+            docker,
+            spec,
+            sensor,
+            parent,
+            &self.created,
+            &self.create_sent,
+        )
+        .await?;
         step.done(format!("as {}", spec.name));
         let step = ui.step("observe");
         let container = docker.container(&id).await?;

@@ -387,10 +387,14 @@ impl Docker {
             name: Some(spec.name.clone()),
             ..Default::default()
         };
-        let created = self
-            .client
-            .create_container(Some(options), body)
+        // On a task of its own: a caller cancelled meanwhile does not abort the request
+        // half-way, so the container is made all the same and can be found by its name.
+        let client = self.client.clone();
+        let request =
+            tokio::spawn(async move { client.create_container(Some(options), body).await });
+        let created = request
             .await
+            .map_err(|e| RuntimeError::Api("creating a container".into(), e.to_string()))?
             .map_err(|e| match status_of(&e) {
                 Some(404) => RuntimeError::NoSuchImage(spec.image.clone()),
                 _ => self.api(&format!("creating a container of {}", spec.image), e),
