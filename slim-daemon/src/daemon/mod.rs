@@ -99,6 +99,9 @@ pub struct Daemon {
     slots: HashMap<u64, Slot>,
     /// Events of cgroups whose container is being asked about.
     unknown: HashMap<u64, Vec<Access>>,
+    /// Events of those cgroups beyond `MAX_UNKNOWN_EVENTS`: not kept, and said so in the
+    /// report of their container once it is known.
+    unknown_dropped: HashMap<u64, u64>,
     /// (cgroup, container) to ask the runtime about after the current batch.
     lookups: Vec<(u64, String)>,
     not_selected: HashSet<String>,
@@ -179,6 +182,7 @@ pub async fn run<R: Runtime>(
         watches: HashMap::new(),
         slots: HashMap::new(),
         unknown: HashMap::new(),
+        unknown_dropped: HashMap::new(),
         lookups: Vec::new(),
         not_selected: HashSet::new(),
         images: HashMap::new(),
@@ -389,6 +393,8 @@ impl Daemon {
         let kept = self.unknown.entry(cgroup).or_default();
         if kept.len() < MAX_UNKNOWN_EVENTS {
             kept.push(access);
+        } else {
+            *self.unknown_dropped.entry(cgroup).or_default() += 1;
         }
     }
 
@@ -465,6 +471,7 @@ impl Daemon {
                 }
                 Ok(None) => {
                     self.unknown.remove(&cgroup);
+                    self.unknown_dropped.remove(&cgroup);
                 }
                 Err(e) => {
                     tracing::debug!("asking about container {}: {e}", short(&id));
@@ -478,9 +485,11 @@ impl Daemon {
         let Some(events) = self.unknown.remove(&cgroup) else {
             return;
         };
+        let dropped = self.unknown_dropped.remove(&cgroup).unwrap_or(0);
         match self.slots.get(&cgroup) {
             Some(Slot::Container(id)) => {
                 if let Some(watch) = self.watches.get_mut(id) {
+                    watch.add_over_limit(dropped);
                     for access in events {
                         watch.add(access);
                         self.metrics.events_received.inc();
@@ -495,6 +504,7 @@ impl Daemon {
 
     fn ignore_cgroup(&mut self, cgroup: u64, path: &std::path::Path) {
         self.slots.insert(cgroup, Slot::Ignored);
+        self.unknown_dropped.remove(&cgroup);
         if let Some(events) = self.unknown.remove(&cgroup) {
             self.metrics.events_unlabelled.inc_by(events.len() as u64);
         }

@@ -109,6 +109,14 @@ impl Watch {
         self.partial.insert(PartialReason::StartedBeforeObserver);
     }
 
+    /// Accesses that were not kept before the container was known: its report says so.
+    pub fn add_over_limit(&mut self, n: u64) {
+        if n > 0 {
+            self.over_limit = self.over_limit.saturating_add(n);
+            self.dirty = true;
+        }
+    }
+
     pub fn add_lost(&mut self, lost: u64) {
         self.lost = self.lost.saturating_add(lost);
         self.dirty = true;
