@@ -382,8 +382,12 @@ impl Plan<'_> {
         }
         let profile = match &args.seccomp.seccomp {
             Some(path) => {
-                let observed = [(PathBuf::from("the observation"), report.clone())];
-                let value = args.seccomp.profile_of(&observed, args.allow_incomplete)?;
+                let value = seccomp::profile_of_report(
+                    "the observation",
+                    &report,
+                    args.seccomp.options(),
+                    args.allow_incomplete,
+                )?;
                 Some(WrittenProfile {
                     path: path.clone(),
                     value,

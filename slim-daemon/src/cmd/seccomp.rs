@@ -34,22 +34,29 @@ impl SeccompOutArgs {
             !reports.is_empty(),
             "--seccomp needs an access report (--report FILE): the syscalls come from it"
         );
-        let merged = AccessReport::merge_files(reports.to_vec())?;
+        let parts = reports
+            .iter()
+            .map(|(p, r)| (p.clone(), r.without_paths()))
+            .collect();
+        let merged = AccessReport::merge_files(parts)?;
         let source = reports
             .iter()
             .map(|(p, _)| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let options = ProfileOptions {
-            baseline: self.seccomp_baseline,
-            complain: false,
-        };
         Ok(seccomp::profile_of_report(
             &source,
             &merged,
-            options,
+            self.options(),
             allow_partial,
         )?)
+    }
+
+    pub fn options(&self) -> ProfileOptions {
+        ProfileOptions {
+            baseline: self.seccomp_baseline,
+            complain: false,
+        }
     }
 }
 

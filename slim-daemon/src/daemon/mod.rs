@@ -579,6 +579,7 @@ impl Daemon {
         };
         watch.exited();
         tracing::info!("container {} ({}) exited", watch.identity.name, short(id));
+        // Its syscall sets are taken in, and the kernel's go (the watch no longer runs).
         self.collect_syscalls();
         // Its cgroups are gone with it (a restart makes new ones).
         let mine = Slot::Container(id.to_owned());
@@ -592,7 +593,6 @@ impl Daemon {
             self.slots.remove(&cgroup);
             match &mut self.sensor {
                 Sensor::Ebpf(ebpf) => {
-                    ebpf.forget_syscalls(cgroup);
                     if let Err(e) = ebpf.forget(cgroup) {
                         tracing::debug!("forgetting cgroup {cgroup}: {e}");
                     }

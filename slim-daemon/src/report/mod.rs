@@ -380,6 +380,25 @@ impl AccessReport {
         Ok(report)
     }
 
+    /// Everything but the paths: what a seccomp profile needs, without copying them.
+    pub fn without_paths(&self) -> AccessReport {
+        AccessReport {
+            schema_version: self.schema_version,
+            generator: self.generator.clone(),
+            image: self.image.clone(),
+            containers: self.containers.clone(),
+            containers_omitted: self.containers_omitted,
+            sensor: self.sensor.clone(),
+            started_at: self.started_at.clone(),
+            ended_at: self.ended_at.clone(),
+            events: self.events.clone(),
+            complete: self.complete,
+            coverage: self.coverage.clone(),
+            syscalls: self.syscalls.clone(),
+            paths: BTreeMap::new(),
+        }
+    }
+
     /// Marks that part of a container's life was not seen.
     pub fn mark_partial(&mut self, reason: PartialReason) {
         self.coverage.partial.insert(reason);
